@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# fio through its nbd engine against the ManagedDisks daemon and peer NBD servers, in one run.
+#
+# Prints a markdown report on stdout (progress goes to stderr):
+#   bench/fio/run.sh > report.md
+#
+# Why this shape: the machine has two shared, noisy cores used by client, server and other
+# tenants, so absolute numbers mean little. Every server is measured in the same run, workload by
+# workload, alternating servers (order reversed every other round so drift does not favour one),
+# REPEAT times; we report medians and the ratio of medians ours/peer.
+#
+# Environment (defaults in brackets):
+#   RUNTIME        seconds measured per fio run [15]
+#   RAMP           seconds of warm-up per fio run, not measured (JIT, connection setup) [2]
+#   SIZE           disk size, K/M/G/T (powers of 1024) [1G]
+#   REPEAT         runs per workload per server [3]
+#   OURS           the peer measured as "ours" [managed_disks]
+#   PEERS          space-separated peers compared with ours [nbdkit_file]
+#   ONLY           space-separated workload names to run [all]
+#   DAEMON         managed-disks.dll, or the folder holding it [built from $REPO into $WORK]
+#   WORK           scratch folder for backing files, sockets, logs [mktemp -d; deleted at exit]
+#   KEEP_WORK      1 keeps the scratch folder (logs, fio JSON) [0]
+#   READY_TIMEOUT  seconds a server may take to answer nbdinfo [120]
+#   TARGET         the ratio ours/peer we aim for [0.9]
+#
+# Self-test of the harness without the daemon (the ratio should come out ~1.0):
+#   OURS=nbdkit_file bench/fio/run.sh
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=${REPO:-$(cd "$SCRIPT_DIR/../.." && pwd)}
+RUNTIME=${RUNTIME:-15}
+RAMP=${RAMP:-2}
+SIZE=${SIZE:-1G}
+REPEAT=${REPEAT:-3}
+OURS=${OURS:-managed_disks}
+PEERS=${PEERS:-nbdkit_file}
+ONLY=${ONLY:-}
+DAEMON=${DAEMON:-}
+KEEP_WORK=${KEEP_WORK:-0}
+READY_TIMEOUT=${READY_TIMEOUT:-120}
+TARGET=${TARGET:-0.9}
+# nbdsh/nbd bindings and our parsing want Debian's python; a pyenv python3 may shadow it on PATH.
+PYTHON=${PYTHON:-/usr/bin/python3}
+[[ -x $PYTHON ]] || PYTHON=python3
+
+# name, fio --rw, --bs, --iodepth. Reads run after the disk is filled (see prefill), so they
+# read written data, not holes that a server could answer without touching the file.
+WORKLOADS=(
+  "seq-write-1M write 1M 16"
+  "seq-read-1M read 1M 16"
+  "rand-read-4k randread 4k 32"
+  "rand-write-4k randwrite 4k 32"
+)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+
+# --- scratch folder and cleanup ----------------------------------------------------------------
+
+if [[ -n ${WORK:-} ]]; then
+  mkdir -p "$WORK"
+  OWN_WORK=0 # never delete a folder the caller chose
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/fio-nbd.XXXXXX")
+  OWN_WORK=1
+fi
+WORK=$(cd "$WORK" && pwd)
+
+PIDS=() # every server we started; killed on exit
+
+cleanup() {
+  local pid i
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  # Give servers a moment to shut down cleanly (the daemon may flush metadata), then insist.
+  for pid in "${PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $OWN_WORK == 1 && $KEEP_WORK != 1 ]]; then
+    rm -rf "$WORK"
+  elif [[ $KEEP_WORK == 1 ]]; then
+    log "run.sh: kept $WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for tool in fio nbdinfo numfmt; do
+  command -v "$tool" >/dev/null || die "$tool not found (Debian: fio, libnbd-bin, coreutils)"
+done
+fio --enghelp=nbd >/dev/null 2>&1 || die "this fio has no nbd engine (Debian's fio has one)"
+
+SIZE_BYTES=$(numfmt --from=iec "$SIZE") || die "SIZE=$SIZE: use a number with K/M/G/T"
+
+# --- peers -------------------------------------------------------------------------------------
+# Contract: peer_NAME DIR starts one server in the background, with its backing store created
+# fresh (sparse) in DIR, exporting SIZE_BYTES bytes, and sets PEER_PID, PEER_URI and PEER_LOG.
+# It does not wait for readiness: start_server polls with nbdinfo. All DIRs are under $WORK, so
+# every backing file lives on the same file system.
+#
+# Peers to add for the encrypted comparison (TESTING.md, "Real NBD clients"):
+#   peer_nbdkit_luks    qemu-img create -f luks ... then nbdkit file --filter=luks passphrase=...
+#   peer_qemu_nbd_luks  qemu-nbd -k SOCK --object secret,... --image-opts driver=luks,...
+# then run e.g. PEERS="nbdkit_file nbdkit_luks qemu_nbd_luks" bench/fio/run.sh
+
+peer_nbdkit_file() {
+  local dir=$1
+  truncate -s "$SIZE_BYTES" "$dir/disk.img" # sparse, as the daemon creates its own
+  nbdkit -f -U "$dir/nbd.sock" file "$dir/disk.img" >"$dir/server.log" 2>&1 &
+  PEER_PID=$!
+  PEER_URI="nbd+unix:///?socket=$dir/nbd.sock"
+  PEER_LOG="$dir/server.log"
+}
+
+DAEMON_DLL=""
+
+# Build once, on first use, unless DAEMON points at a build.
+resolve_daemon() {
+  [[ -n $DAEMON_DLL ]] && return
+  if [[ -n $DAEMON ]]; then
+    DAEMON_DLL=$DAEMON
+    [[ -d $DAEMON ]] && DAEMON_DLL="$DAEMON/managed-disks.dll"
+    [[ -f $DAEMON_DLL ]] || die "DAEMON=$DAEMON: no managed-disks.dll there"
+    return
+  fi
+  log "building the daemon (Release) into $WORK/daemon ..."
+  if ! dotnet build -c Release "$REPO/src/ManagedDisks.Daemon" -o "$WORK/daemon" \
+    >"$WORK/build.log" 2>&1; then
+    tail -n 30 "$WORK/build.log" >&2
+    die "the daemon does not build; full log above (set KEEP_WORK=1 to keep $WORK/build.log)"
+  fi
+  DAEMON_DLL="$WORK/daemon/managed-disks.dll"
+}
+
+peer_managed_disks() {
+  local dir=$1
+  resolve_daemon
+  mkdir -m 700 "$dir/state"
+  # No encryption_set: the disk uses the platform-managed key (ARCHITECTURE.md).
+  cat >"$dir/disks.toml" <<EOF
+[daemon]
+state_dir = "$dir/state"
+listen = ["unix:$dir/state/nbd.sock"]
+admin_socket = "$dir/state/admin.sock"
+
+[[disk]]
+name = "bench"
+size = "$SIZE"
+EOF
+  dotnet "$DAEMON_DLL" serve --config "$dir/disks.toml" >"$dir/server.log" 2>&1 &
+  PEER_PID=$!
+  PEER_URI="nbd+unix:///bench?socket=$dir/state/nbd.sock"
+  PEER_LOG="$dir/server.log"
+}
+
+# --- servers -----------------------------------------------------------------------------------
+
+LABELS=() # per server: "ours: NAME" or NAME
+URIS=()
+NAMES=()
+
+start_server() {
+  local name=$1 label=$2 dir size waited=0
+  declare -F "peer_$name" >/dev/null ||
+    die "unknown peer '$name'; known: $(declare -F | sed -n 's/^declare -f peer_//p' | tr '\n' ' ')"
+  dir="$WORK/s${#LABELS[@]}-$name"
+  mkdir -p "$dir"
+  PEER_PID="" PEER_URI="" PEER_LOG=""
+  "peer_$name" "$dir"
+  PIDS+=("$PEER_PID")
+  # sun_path is 108 bytes; a long WORK would fail inside the server with an obscure error.
+  local sock=${PEER_URI#*socket=}
+  ((${#sock} < 108)) || die "socket path too long (${#sock} bytes): use a shorter WORK"
+  log "starting $label: $PEER_URI"
+  # Poll instead of sleeping: ready means a real client completes the handshake.
+  until size=$(nbdinfo --size "$PEER_URI" 2>/dev/null); do
+    kill -0 "$PEER_PID" 2>/dev/null || {
+      tail -n 30 "$PEER_LOG" >&2
+      die "$label exited before serving (log above)"
+    }
+    ((waited++ < READY_TIMEOUT * 5)) || {
+      tail -n 30 "$PEER_LOG" >&2
+      die "$label not ready after ${READY_TIMEOUT}s (log above)"
+    }
+    sleep 0.2
+  done
+  [[ $size == "$SIZE_BYTES" ]] ||
+    die "$label exports $size bytes, expected $SIZE_BYTES: the comparison would be unfair"
+  LABELS+=("$label")
+  URIS+=("$PEER_URI")
+  NAMES+=("$name")
+}
+
+# --- fio ---------------------------------------------------------------------------------------
+
+RESULTS="$WORK/results.tsv" # workload, server index, round, iops, bytes/s
+: >"$RESULTS"
+mkdir -p "$WORK/json"
+
+# Prints "IOPS BYTES_PER_S" of one direction from fio's JSON. fio may print warnings before the
+# JSON document, so parse from the first brace.
+fio_figures() {
+  "$PYTHON" - "$1" "$2" <<'EOF'
+import json, sys
+path, direction = sys.argv[1], sys.argv[2]
+text = open(path).read()
+job = json.loads(text[text.index("{"):])["jobs"][0]
+if job.get("error"):
+    sys.exit(f"fio reported error {job['error']} in {path}")
+d = job[direction]
+if d["total_ios"] == 0:
+    sys.exit(f"fio did no {direction} I/O in {path}")
+print(f"{d['iops']:.1f} {d['bw_bytes']}")
+EOF
+}
+
+# Fill the whole disk once, so reads hit written data and every server starts from the same
+# allocated state. Also warms up the write path.
+prefill() {
+  local i=$1
+  log "prefilling ${LABELS[$i]} ($SIZE)"
+  fio --name=prefill --ioengine=nbd --uri="${URIS[$i]}" --rw=write --bs=1M --iodepth=16 \
+    --size="$SIZE_BYTES" --output-format=json --output="$WORK/json/prefill-$i.json" >&2
+  fio_figures "$WORK/json/prefill-$i.json" write >/dev/null
+}
+
+run_one() {
+  local i=$1 round=$2 name=$3 rw=$4 bs=$5 depth=$6 json direction figures
+  json="$WORK/json/$name-$i-$round.json"
+  direction="write"
+  [[ $rw == *read* ]] && direction="read"
+  # --norandommap: the client shares two cores with the server; fio's random map costs CPU and
+  # is pointless once a time-based run wraps. The default fixed random seed gives every server
+  # the same offsets.
+  # Start every run with no dirty pages left by the previous one, so no server pays for
+  # another's writeback (it made 4k random writes swing 30% in trials).
+  sync -f "$WORK"
+  fio --name="$name" --ioengine=nbd --uri="${URIS[$i]}" --rw="$rw" --bs="$bs" \
+    --iodepth="$depth" --size="$SIZE_BYTES" --time_based --runtime="$RUNTIME" \
+    --ramp_time="$RAMP" --norandommap --output-format=json --output="$json" >&2
+  figures=$(fio_figures "$json" "$direction")
+  printf '%s\t%s\t%s\t%s\n' "$name" "$i" "$round" "${figures/ /$'\t'}" >>"$RESULTS"
+  log "  [$name $round/$REPEAT] ${LABELS[$i]}: ${figures%% *} IOPS"
+}
+
+# --- report ------------------------------------------------------------------------------------
+
+report() {
+  local cpu kernel fs ram_gib cmd labels_file="$WORK/labels.txt"
+  printf '%s\n' "${LABELS[@]}" >"$labels_file"
+  cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+  kernel=$(uname -r)
+  fs=$(df -PT "$WORK" | awk 'NR == 2 { print $2 }')
+  ram_gib=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+  cmd="RUNTIME=$RUNTIME RAMP=$RAMP SIZE=$SIZE REPEAT=$REPEAT OURS=$OURS PEERS=\"$PEERS\""
+  [[ -n $ONLY ]] && cmd+=" ONLY=\"$ONLY\""
+  [[ -n $DAEMON ]] && cmd+=" DAEMON=$DAEMON"
+  cmd+=" $0"
+
+  echo "# fio (nbd engine): ${LABELS[0]} vs peers"
+  echo
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- CPU: ${cpu:-unknown}, $(nproc) cores (shared by fio, the servers and other tenants)"
+  echo "- Kernel: $kernel"
+  echo "- fio: $(fio --version)"
+  command -v nbdkit >/dev/null && echo "- nbdkit: $(nbdkit --version | head -n 1)"
+  echo "- libnbd: $(nbdinfo --version | sed -n 's/^libnbd //p')"
+  if [[ " ${NAMES[*]} " == *" managed_disks "* ]]; then
+    echo "- .NET SDK: $(dotnet --version); daemon: $DAEMON_DLL"
+    echo "- ManagedDisks disk uses the platform-managed key (encrypted); \`nbdkit file\` is" \
+      "plaintext, so the encrypted peers are the like-for-like comparison."
+  fi
+  echo "- Disk: $SIZE ($SIZE_BYTES bytes), fresh sparse backing files on $fs ($WORK), filled" \
+    "once with 1M sequential writes before measuring. RAM ${ram_gib} GiB: the files stay in" \
+    "the page cache, so this measures the servers, not the storage."
+  echo "- Each run: ${RUNTIME}s measured after ${RAMP}s warm-up, one NBD connection; $REPEAT" \
+    "runs per workload per server, servers alternating; medians shown."
+  echo "- Target: ours >= ${TARGET}x each peer (ratio of medians)."
+  echo "- Command: \`$cmd\`"
+  echo
+  "$PYTHON" - "$RESULTS" "$labels_file" "$TARGET" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+
+results, labels_path, target = sys.argv[1], sys.argv[2], float(sys.argv[3])
+labels = open(labels_path).read().splitlines()
+runs = defaultdict(list)  # (workload, server) -> [(iops, bytes/s)] in run order
+order = []
+for line in open(results):
+    name, i, _round, iops, bw = line.rstrip("\n").split("\t")
+    if name not in order:
+        order.append(name)
+    runs[name, int(i)].append((float(iops), float(bw)))
+
+def med(name, i, k):
+    return statistics.median(r[k] for r in runs[name, i])
+
+def cell(name, i):
+    return f"{med(name, i, 0):,.0f} IOPS, {med(name, i, 1) / 2**20:,.1f} MiB/s"
+
+peers = range(1, len(labels))
+head = ["Workload"] + labels + [f"ours/{labels[p]}" for p in peers]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+below = []
+for name in order:
+    row = [name] + [cell(name, i) for i in range(len(labels))]
+    for p in peers:
+        ratio = med(name, 0, 0) / med(name, p, 0)
+        ok = ratio >= target
+        if not ok:
+            below.append(f"{name} vs {labels[p]}")
+        row.append(f"{ratio:.2f} {'ok' if ok else 'BELOW'}")
+    print("| " + " | ".join(row) + " |")
+print()
+print("Every run, IOPS in run order (spread = (max - min) / median):")
+print()
+print("| Workload | Server | Runs | Spread |")
+print("|---|---|---|---|")
+for name in order:
+    for i, label in enumerate(labels):
+        values = [r[0] for r in runs[name, i]]
+        spread = (max(values) - min(values)) / statistics.median(values)
+        print(f"| {name} | {label} | {', '.join(f'{v:,.0f}' for v in values)} | {spread:.0%} |")
+print()
+if below:
+    print(f"Below target ({target}x): " + "; ".join(below) + ".")
+else:
+    print(f"All ratios meet the target ({target}x).")
+EOF
+}
+
+# --- main --------------------------------------------------------------------------------------
+
+start_server "$OURS" "ours: $OURS"
+for peer in $PEERS; do
+  start_server "$peer" "$peer"
+done
+
+for ((i = 0; i < ${#LABELS[@]}; i++)); do
+  prefill "$i"
+done
+
+for spec in "${WORKLOADS[@]}"; do
+  read -r name rw bs depth <<<"$spec"
+  [[ -z $ONLY || " $ONLY " == *" $name "* ]] || continue
+  log "$name (rw=$rw bs=$bs iodepth=$depth)"
+  for ((round = 1; round <= REPEAT; round++)); do
+    # Reverse the order every other round so slow drift (other tenants, page cache, thermal)
+    # does not systematically favour whichever server goes first.
+    servers=()
+    for ((i = 0; i < ${#LABELS[@]}; i++)); do
+      if ((round % 2)); then servers+=("$i"); else servers=("$i" "${servers[@]}"); fi
+    done
+    for i in "${servers[@]}"; do
+      run_one "$i" "$round" "$name" "$rw" "$bs" "$depth"
+    done
+  done
+done
+
+[[ -s $RESULTS ]] || die "no workload matched ONLY=\"$ONLY\""
+report

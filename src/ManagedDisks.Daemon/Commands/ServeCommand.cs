@@ -1,0 +1,58 @@
+using ManagedDisks.Daemon.Configuration;
+using ManagedDisks.Daemon.Hosting;
+using ManagedDisks.Nbd;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace ManagedDisks.Daemon.Commands;
+
+/// <summary><c>managed-disks serve [--config PATH]</c>: the daemon in the foreground, as systemd runs it.</summary>
+internal static class ServeCommand
+{
+    public static async Task<int> RunAsync(string? configPath, CancellationToken cancellationToken)
+    {
+        DaemonSettings settings;
+        try
+        {
+            settings = configPath is null
+                ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory)
+                : ConfigLoader.LoadFile(configPath);
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
+            return 2;
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [] });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+            o.ColorBehavior = LoggerColorBehavior.Disabled;
+        });
+        builder.Services.AddSystemd();
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(settings.Server);
+        builder.Services.AddSingleton<DiskRegistry>();
+        builder.Services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<DiskRegistry>());
+        builder.Services.AddSingleton<NbdServer>();
+        builder.Services.AddHostedService<NbdHostedService>();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
+
+        using var host = builder.Build();
+        try
+        {
+            await host.RunAsync(cancellationToken).ConfigureAwait(false);
+            return 0;
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,50 @@
+using System.Net;
+using ManagedDisks.Nbd;
+
+namespace ManagedDisks.Daemon.Configuration;
+
+/// <summary>The validated configuration, with every path absolute.</summary>
+internal sealed record DaemonSettings(
+    string Source,
+    string StateDir,
+    IReadOnlyList<ListenAddress> Listen,
+    string AdminSocket,
+    NbdServerOptions Server,
+    IReadOnlyList<DiskSettings> Disks);
+
+internal sealed record DiskSettings(string Name, long Size, string Path, string Description, bool ReadOnly);
+
+/// <summary>A <c>unix:PATH</c> or <c>tcp:HOST:PORT</c> listen address.</summary>
+internal sealed record ListenAddress(string Text, EndPoint EndPoint)
+{
+    public static ListenAddress? TryParse(string text, string baseDirectory, out string? error)
+    {
+        error = null;
+        if (text.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            string path = System.IO.Path.GetFullPath(text[5..], baseDirectory);
+            // sun_path holds 108 bytes including the terminating NUL.
+            if (System.Text.Encoding.UTF8.GetByteCount(path) > 107)
+            {
+                error = $"Unix socket path '{path}' is longer than the 107 bytes Linux allows; choose a shorter path";
+                return null;
+            }
+            return new ListenAddress($"unix:{path}", new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        }
+        if (text.StartsWith("tcp:", StringComparison.Ordinal))
+        {
+            string rest = text[4..];
+            int colon = rest.LastIndexOf(':');
+            if (colon > 0 && ushort.TryParse(rest[(colon + 1)..], out ushort port))
+            {
+                string host = rest[..colon].Trim('[', ']');
+                if (IPAddress.TryParse(host, out var address) || (host == "localhost" && (address = IPAddress.Loopback) is not null))
+                    return new ListenAddress($"tcp:{rest}", new IPEndPoint(address, port));
+            }
+            error = $"'{text}' is not tcp:ADDRESS:PORT with a numeric IP address, e.g. tcp:127.0.0.1:10809 or tcp:[::1]:10809";
+            return null;
+        }
+        error = $"'{text}' must start with unix: or tcp:";
+        return null;
+    }
+}

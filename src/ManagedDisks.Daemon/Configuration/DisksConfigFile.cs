@@ -1,0 +1,32 @@
+using Tomlyn.Serialization;
+
+namespace ManagedDisks.Daemon.Configuration;
+
+// The shape of disks.toml exactly as written; ConfigLoader validates it and resolves paths
+// into DaemonSettings. Every property is nullable so that a missing key is told apart from a
+// default and reported with its name.
+
+internal sealed class DisksConfigFile
+{
+    [TomlPropertyName("daemon")] public DaemonSection? Daemon { get; set; }
+    [TomlPropertyName("disk")] public List<DiskSection>? Disks { get; set; }
+}
+
+internal sealed class DaemonSection
+{
+    [TomlPropertyName("state_dir")] public string? StateDir { get; set; }
+    [TomlPropertyName("listen")] public List<string>? Listen { get; set; }
+    [TomlPropertyName("admin_socket")] public string? AdminSocket { get; set; }
+    [TomlPropertyName("max_connections")] public long? MaxConnections { get; set; }
+    [TomlPropertyName("handshake_timeout")] public string? HandshakeTimeout { get; set; }
+    [TomlPropertyName("connection_inflight_bytes")] public string? ConnectionInflightBytes { get; set; }
+}
+
+internal sealed class DiskSection
+{
+    [TomlPropertyName("name")] public string? Name { get; set; }
+    [TomlPropertyName("size")] public string? Size { get; set; }
+    [TomlPropertyName("path")] public string? Path { get; set; }
+    [TomlPropertyName("description")] public string? Description { get; set; }
+    [TomlPropertyName("read_only")] public bool? ReadOnly { get; set; }
+}

@@ -1,0 +1,28 @@
+using Microsoft.Extensions.Logging;
+
+namespace ManagedDisks.Daemon.Hosting;
+
+/// <summary>Log messages of the daemon; event ids 2000–2099.</summary>
+internal static partial class DaemonLog
+{
+    [LoggerMessage(2000, LogLevel.Information, "Created disk '{Disk}' ({Size}) as sparse file {Path}")]
+    public static partial void DiskCreated(ILogger logger, string disk, string size, string path);
+
+    [LoggerMessage(2001, LogLevel.Information, "Serving disk '{Disk}' ({Size}) from {Path}")]
+    public static partial void DiskOpened(ILogger logger, string disk, string size, string path);
+
+    [LoggerMessage(2002, LogLevel.Error, "Disk '{Disk}' is not served: {Reason}")]
+    public static partial void DiskFailed(ILogger logger, string disk, string reason);
+
+    [LoggerMessage(2003, LogLevel.Warning, "Disk '{Disk}': the configuration says {Configured} bytes but {Path} holds {Actual}; serving the file's size (resizing comes later)")]
+    public static partial void SizeMismatch(ILogger logger, string disk, long configured, string path, long actual);
+
+    [LoggerMessage(2010, LogLevel.Information, "ManagedDisks ready: {Disks} disk(s) on {Endpoints}")]
+    public static partial void Ready(ILogger logger, int disks, string endpoints);
+
+    [LoggerMessage(2011, LogLevel.Information, "ManagedDisks stopping: finishing requests in flight and flushing disks")]
+    public static partial void Stopping(ILogger logger);
+
+    [LoggerMessage(2012, LogLevel.Information, "ManagedDisks stopped")]
+    public static partial void Stopped(ILogger logger);
+}

@@ -1,0 +1,298 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Text;
+using ManagedDisks.Nbd.Wire;
+using Microsoft.Extensions.Logging;
+
+namespace ManagedDisks.Nbd;
+
+/// <summary>What option negotiation settled, handed to the transmission phase.</summary>
+internal sealed record Session(NbdExport Export, bool StructuredReplies, bool BaseAllocationSelected, TransmissionFlags Flags);
+
+/// <summary>
+/// Fixed-newstyle option negotiation. Every option's data is consumed in full and answered
+/// with exactly one final reply, whatever went wrong with it (nbd-server's LIST bug), so a
+/// client can always send the next option. Violations of a MUST end the connection.
+/// </summary>
+internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCatalog catalog, ILogger logger, string peer)
+{
+    private const ClientFlags KnownClientFlags = ClientFlags.FixedNewstyle | ClientFlags.NoZeroes;
+
+    private bool _noZeroes;
+    private bool _structuredReplies;
+    private string? _metaContextExport;
+    private bool _baseAllocationSelected;
+
+    /// <summary>Returns the session, or null when the connection must close.</summary>
+    public async Task<Session?> RunAsync(CancellationToken cancellationToken)
+    {
+        var greeting = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdMagic.InitPasswd);
+        BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdMagic.IHaveOpt);
+        BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), (ushort)(HandshakeFlags.FixedNewstyle | HandshakeFlags.NoZeroes));
+        await output.SendAsync(greeting).ConfigureAwait(false);
+
+        uint clientFlags = 0;
+        if (!await ReadFrameAsync((in ReadOnlySequence<byte> b, out SequencePosition c) =>
+                OptionParser.TryParseClientFlags(b, out clientFlags, out c), cancellationToken).ConfigureAwait(false))
+            return null;
+        if ((clientFlags & ~(uint)KnownClientFlags) != 0 || (clientFlags & (uint)ClientFlags.FixedNewstyle) == 0)
+        {
+            NbdLog.BadClientFlags(logger, peer, clientFlags);
+            return null;
+        }
+        _noZeroes = (clientFlags & (uint)ClientFlags.NoZeroes) != 0;
+
+        while (true)
+        {
+            uint option = 0;
+            byte[] data = [];
+            ParseStatus status = ParseStatus.NeedMoreData;
+            bool framed = await ReadFrameAsync((in ReadOnlySequence<byte> b, out SequencePosition c) =>
+            {
+                status = OptionParser.TryParseOption(b, NbdLimits.MaxOptionLength, out option, out var payload, out c);
+                if (status == ParseStatus.Complete) data = payload.ToArray();
+                return status;
+            }, cancellationToken).ConfigureAwait(false);
+            if (!framed)
+            {
+                if (status == ParseStatus.BadMagic) NbdLog.BadOptionMagic(logger, peer);
+                if (status == ParseStatus.PayloadTooLarge) NbdLog.OptionTooLong(logger, peer, option);
+                return null;
+            }
+
+            var outcome = await HandleOptionAsync(option, data).ConfigureAwait(false);
+            if (outcome.Close || output.IsBroken) return null;
+            if (outcome.Session is not null) return outcome.Session;
+        }
+    }
+
+    private delegate ParseStatus FrameParser(in ReadOnlySequence<byte> buffer, out SequencePosition consumed);
+
+    /// <summary>Reads until <paramref name="parse"/> completes; false on EOF or a framing error.</summary>
+    private async Task<bool> ReadFrameAsync(FrameParser parse, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            ParseStatus status = parse(buffer, out SequencePosition consumed);
+            if (status == ParseStatus.Complete)
+            {
+                input.AdvanceTo(consumed);
+                return true;
+            }
+            input.AdvanceTo(buffer.Start, buffer.End);
+            if (status != ParseStatus.NeedMoreData || result.IsCompleted || result.IsCanceled) return false;
+        }
+    }
+
+    private readonly record struct Outcome(bool Close, Session? Session)
+    {
+        public static readonly Outcome Continue = new(false, null);
+        public static readonly Outcome Hangup = new(true, null);
+    }
+
+    private async Task<Outcome> HandleOptionAsync(uint option, byte[] data)
+    {
+        switch ((NbdOption)option)
+        {
+            case NbdOption.ExportName:
+                return HandleExportName(data) is { } session ? await EnterWithExportNameAsync(session).ConfigureAwait(false) : Outcome.Hangup;
+            case NbdOption.Abort:
+                await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+                return Outcome.Hangup;
+            case NbdOption.List:
+                await HandleListAsync(option, data).ConfigureAwait(false);
+                return Outcome.Continue;
+            case NbdOption.StartTls:
+                await ErrorAsync(option, OptionReplyType.ErrPolicy, "TLS is not enabled on this server").ConfigureAwait(false);
+                return Outcome.Continue;
+            case NbdOption.Info:
+            case NbdOption.Go:
+                return await HandleInfoOrGoAsync(option, data).ConfigureAwait(false);
+            case NbdOption.StructuredReply:
+                if (data.Length != 0) await ErrorAsync(option, OptionReplyType.ErrInvalid, "STRUCTURED_REPLY takes no data").ConfigureAwait(false);
+                else if (_structuredReplies) await ErrorAsync(option, OptionReplyType.ErrInvalid, "structured replies are already negotiated").ConfigureAwait(false);
+                else
+                {
+                    _structuredReplies = true;
+                    await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+                }
+                return Outcome.Continue;
+            case NbdOption.ListMetaContext:
+            case NbdOption.SetMetaContext:
+                await HandleMetaContextAsync(option, data).ConfigureAwait(false);
+                return Outcome.Continue;
+            default:
+                await ErrorAsync(option, OptionReplyType.ErrUnsup, $"option {option} is not supported").ConfigureAwait(false);
+                return Outcome.Continue;
+        }
+    }
+
+    private Session? HandleExportName(byte[] data)
+    {
+        // EXPORT_NAME has no error reply: an unknown export can only be refused by hanging up.
+        if (data.Length > NbdLimits.MaxString || !WireStrings.TryDecode(data, out string name))
+        {
+            NbdLog.ExportRefused(logger, peer, "(malformed name)");
+            return null;
+        }
+        var export = catalog.Find(name);
+        if (export is null)
+        {
+            NbdLog.ExportRefused(logger, peer, WireStrings.Quote(name));
+            return null;
+        }
+        return NewSession(export);
+    }
+
+    private async Task<Outcome> EnterWithExportNameAsync(Session session)
+    {
+        var reply = new byte[_noZeroes ? 10 : 134];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)session.Export.Device.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)session.Flags);
+        await output.SendAsync(reply).ConfigureAwait(false);
+        return new Outcome(false, session);
+    }
+
+    private Session NewSession(NbdExport export)
+    {
+        // A context selected for another export does not carry over (nbdkit 20b8509a).
+        bool baseAllocation = _baseAllocationSelected && _metaContextExport == export.Name;
+        return new Session(export, _structuredReplies, baseAllocation, ExportFlags.For(export.Device.Capabilities, _structuredReplies));
+    }
+
+    private async Task HandleListAsync(uint option, byte[] data)
+    {
+        if (data.Length != 0)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, "LIST takes no data").ConfigureAwait(false);
+            return;
+        }
+        foreach (var export in catalog.List())
+        {
+            byte[] name = Encoding.UTF8.GetBytes(export.Name);
+            byte[] description = Encoding.UTF8.GetBytes(export.Description);
+            var payload = new byte[4 + name.Length + description.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(payload, (uint)name.Length);
+            name.CopyTo(payload, 4);
+            description.CopyTo(payload, 4 + name.Length);
+            await ReplyAsync(option, OptionReplyType.Server, payload).ConfigureAwait(false);
+        }
+        await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+    }
+
+    private async Task<Outcome> HandleInfoOrGoAsync(uint option, byte[] data)
+    {
+        var request = ExportInfoRequest.TryDecode(data, out string? error);
+        if (request is null)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, error!).ConfigureAwait(false);
+            return Outcome.Continue;
+        }
+        var export = catalog.Find(request.ExportName);
+        if (export is null)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrUnknown, $"no export named {WireStrings.Quote(request.ExportName)}; NBD_OPT_LIST shows the exports").ConfigureAwait(false);
+            return Outcome.Continue;
+        }
+
+        var session = NewSession(export);
+        var caps = export.Device.Capabilities;
+
+        var info = new byte[12];
+        BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)InfoType.Export);
+        BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Device.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), (ushort)session.Flags);
+        await ReplyAsync(option, OptionReplyType.Info, info).ConfigureAwait(false);
+
+        if (request.Requests.Contains(InfoType.Name))
+            await ReplyAsync(option, OptionReplyType.Info, InfoString(InfoType.Name, export.Name)).ConfigureAwait(false);
+        if (request.Requests.Contains(InfoType.Description) && export.Description.Length > 0)
+            await ReplyAsync(option, OptionReplyType.Info, InfoString(InfoType.Description, export.Description)).ConfigureAwait(false);
+
+        // Sent whether asked or not: clients that do not ask still benefit, and the spec says SHOULD.
+        var blockSize = new byte[14];
+        BinaryPrimitives.WriteUInt16BigEndian(blockSize, (ushort)InfoType.BlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), caps.MinimumBlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), Math.Max(caps.PreferredBlockSize, caps.MinimumBlockSize));
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), caps.MaximumPayload);
+        await ReplyAsync(option, OptionReplyType.Info, blockSize).ConfigureAwait(false);
+
+        await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+        return (NbdOption)option == NbdOption.Go ? new Outcome(false, session) : Outcome.Continue;
+    }
+
+    private static byte[] InfoString(InfoType type, string text)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        var payload = new byte[2 + bytes.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)type);
+        bytes.CopyTo(payload, 2);
+        return payload;
+    }
+
+    private async Task HandleMetaContextAsync(uint option, byte[] data)
+    {
+        bool set = (NbdOption)option == NbdOption.SetMetaContext;
+        if (set)
+        {
+            // Each SET replaces the previous selection, even when it fails.
+            _baseAllocationSelected = false;
+            _metaContextExport = null;
+        }
+        var request = MetaContextRequest.TryDecode(data, out string? error);
+        if (request is null)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, error!).ConfigureAwait(false);
+            return;
+        }
+        if (set && !_structuredReplies)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, "negotiate structured replies before SET_META_CONTEXT").ConfigureAwait(false);
+            return;
+        }
+        if (catalog.Find(request.ExportName) is null)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrUnknown, $"no export named {WireStrings.Quote(request.ExportName)}").ConfigureAwait(false);
+            return;
+        }
+
+        // base:allocation is our only context. LIST with no query, or with the bare "base:"
+        // namespace, lists it; unknown namespaces and leaves are ignored, as the spec requires.
+        bool matches = set
+            ? request.Queries.Contains(NbdLimits.BaseAllocation)
+            : request.Queries.Count == 0 || request.Queries.Any(q => q is NbdLimits.BaseAllocation or "base:");
+        if (matches)
+        {
+            byte[] name = Encoding.UTF8.GetBytes(NbdLimits.BaseAllocation);
+            var payload = new byte[4 + name.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(payload, set ? NbdLimits.BaseAllocationId : 0);
+            name.CopyTo(payload, 4);
+            await ReplyAsync(option, OptionReplyType.MetaContext, payload).ConfigureAwait(false);
+        }
+        if (set)
+        {
+            _baseAllocationSelected = matches;
+            _metaContextExport = request.ExportName;
+        }
+        await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+    }
+
+    private Task ErrorAsync(uint option, OptionReplyType type, string message)
+    {
+        NbdLog.OptionRefused(logger, peer, option, type, message);
+        return ReplyAsync(option, type, Encoding.UTF8.GetBytes(message));
+    }
+
+    private async Task ReplyAsync(uint option, OptionReplyType type, byte[]? payload = null)
+    {
+        payload ??= [];
+        var message = new byte[NbdLimits.OptionReplyHeaderLength + payload.Length];
+        ReplyEncoder.OptionReplyHeader(message, option, type, (uint)payload.Length);
+        payload.CopyTo(message, NbdLimits.OptionReplyHeaderLength);
+        await output.SendAsync(message).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,171 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace ManagedDisks.Nbd;
+
+/// <summary>
+/// Accepts NBD clients on any number of Unix and TCP sockets and runs each connection:
+/// handshake under a deadline, then transmission. Knows exports only through the catalog.
+/// </summary>
+public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, ILogger<NbdServer> logger) : IAsyncDisposable
+{
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private readonly ConcurrentDictionary<long, Connection> _connections = new();
+    private long _nextConnectionId;
+    private readonly CancellationTokenSource _stopping = new();
+    private int _connectionCount;
+
+    public int ConnectionCount => Volatile.Read(ref _connectionCount);
+
+    /// <summary>Binds a listener and starts accepting; returns the bound endpoint (useful with TCP port 0).</summary>
+    public EndPoint Listen(EndPoint endpoint)
+    {
+        Socket socket;
+        if (endpoint is UnixDomainSocketEndPoint unix)
+        {
+            string path = unix.ToString();
+            // A socket file left by a previous run would make bind fail.
+            if (File.Exists(path)) File.Delete(path);
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        }
+        else
+        {
+            socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        }
+        try
+        {
+            socket.Bind(endpoint);
+            socket.Listen(512);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        _listeners.Add(socket);
+        var bound = socket.LocalEndPoint!;
+        NbdLog.Listening(logger, Describe(bound));
+        _acceptLoops.Add(AcceptLoopAsync(socket));
+        return bound;
+    }
+
+    public static string Describe(EndPoint endpoint) =>
+        endpoint is UnixDomainSocketEndPoint ? $"unix:{endpoint}" : $"tcp:{endpoint}";
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stopping.IsCancellationRequested) return;
+                continue; // e.g. ECONNABORTED for a client that left the backlog
+            }
+
+            string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : $"unix#{client.Handle}";
+            if (Interlocked.Increment(ref _connectionCount) > options.MaxConnections)
+            {
+                Interlocked.Decrement(ref _connectionCount);
+                NbdLog.ConnectionLimit(logger, peer, options.MaxConnections);
+                client.Dispose();
+                continue;
+            }
+            if (client.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6) client.NoDelay = true;
+
+            long id = Interlocked.Increment(ref _nextConnectionId);
+            var connection = new Connection(client);
+            _connections[id] = connection;
+            connection.Task = RunConnectionAsync(id, client, peer);
+        }
+    }
+
+    private sealed class Connection(Socket socket)
+    {
+        public Socket Socket { get; } = socket;
+        public Task Task { get; set; } = Task.CompletedTask;
+    }
+
+    private async Task RunConnectionAsync(long id, Socket socket, string peer)
+    {
+        await Task.Yield(); // leave the accept loop at once
+        NbdLog.Connected(logger, peer);
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 32 * 1024, leaveOpen: true));
+        var output = new ReplyChannel(stream);
+        try
+        {
+            Session? session;
+            using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token))
+            {
+                deadline.CancelAfter(options.HandshakeTimeout);
+                try
+                {
+                    session = await new Handshake(input, output, catalog, logger, peer).RunAsync(deadline.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+                {
+                    NbdLog.HandshakeTimeout(logger, peer, options.HandshakeTimeout);
+                    return;
+                }
+            }
+            if (session is null) return;
+            NbdLog.Attached(logger, peer, session.Export.Name);
+            await new Transmission(input, output, session, options, logger, peer).RunAsync(_stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The peer vanished; nothing to tell anyone.
+        }
+        catch (Exception e)
+        {
+            NbdLog.ConnectionFailed(logger, peer, e);
+        }
+        finally
+        {
+            await input.CompleteAsync().ConfigureAwait(false);
+            await stream.DisposeAsync().ConfigureAwait(false);
+            Interlocked.Decrement(ref _connectionCount);
+            _connections.TryRemove(id, out _);
+            NbdLog.Disconnected(logger, peer);
+        }
+    }
+
+    /// <summary>Stops accepting, lets connections finish what is in flight, and aborts the rest at the deadline.</summary>
+    public async Task StopAsync()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        _stopping.Cancel();
+        foreach (var listener in _listeners)
+        {
+            if (listener.LocalEndPoint is UnixDomainSocketEndPoint unix)
+            {
+                try { File.Delete(unix.ToString()); } catch (IOException) { }
+            }
+            listener.Dispose();
+        }
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+
+        var all = Task.WhenAll(_connections.Values.Select(c => c.Task));
+        if (await Task.WhenAny(all, Task.Delay(options.ShutdownTimeout)).ConfigureAwait(false) != all)
+        {
+            foreach (var connection in _connections.Values) connection.Socket.Dispose();
+            await all.ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}

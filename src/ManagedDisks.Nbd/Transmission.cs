@@ -1,0 +1,152 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using ManagedDisks.BlockDevices;
+using ManagedDisks.Nbd.Wire;
+using Microsoft.Extensions.Logging;
+
+namespace ManagedDisks.Nbd;
+
+/// <summary>
+/// The transmission phase of one connection: frames requests, validates them, runs them
+/// concurrently on the device and lets replies go out in completion order. The in-flight
+/// budget is the only buffer: when it is spent we stop reading the socket.
+/// </summary>
+internal sealed class Transmission
+{
+    private readonly PipeReader _input;
+    private readonly ReplyChannel _output;
+    private readonly Session _session;
+    private readonly IBlockDevice _device;
+    private readonly BlockDeviceCapabilities _caps;
+    private readonly ILogger _logger;
+    private readonly string _peer;
+    private readonly InFlightBudget _budget;
+    private readonly RequestHandler _handler;
+
+    // Starts at one for the reading loop itself, so "drained" fires only after it has stopped.
+    private int _inFlight = 1;
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Transmission(PipeReader input, ReplyChannel output, Session session, NbdServerOptions options, ILogger logger, string peer)
+    {
+        _input = input;
+        _output = output;
+        _session = session;
+        _device = session.Export.Device;
+        _caps = _device.Capabilities;
+        _logger = logger;
+        _peer = peer;
+        _budget = new InFlightBudget(options.MaxInFlightBytesPerConnection);
+        _handler = new RequestHandler(_device, output, session.StructuredReplies, logger);
+    }
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        _output.Broken += _input.CancelPendingRead;
+        using var registration = stopping.Register(_input.CancelPendingRead);
+        try
+        {
+            await ReadRequestsAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client went away mid-frame; what is in flight still finishes below.
+        }
+        finally
+        {
+            Complete();
+        }
+        // DISC and EOF alike: finish outstanding requests before closing (spec, NBD_CMD_DISC).
+        await _drained.Task.ConfigureAwait(false);
+    }
+
+    private async Task ReadRequestsAsync()
+    {
+        while (true)
+        {
+            ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
+            if (result.IsCanceled) return;
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            bool stop = false;
+            try
+            {
+                while (!stop)
+                {
+                    var status = RequestParser.TryParse(buffer, _caps.MaximumPayload, out var request, out var payload, out var consumed);
+                    if (status == ParseStatus.NeedMoreData) break;
+                    if (status == ParseStatus.BadMagic)
+                    {
+                        // The framing is lost; like nbdkit and nbd-server, hang up.
+                        NbdLog.BadRequestMagic(_logger, _peer);
+                        return;
+                    }
+                    if (status == ParseStatus.PayloadTooLarge)
+                    {
+                        NbdLog.PayloadTooLarge(_logger, _peer, request.Length, _caps.MaximumPayload);
+                        return;
+                    }
+                    if (request.Command == NbdCommand.Disconnect)
+                    {
+                        buffer = buffer.Slice(consumed);
+                        return;
+                    }
+
+                    long charge = _budget.Charge(request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0);
+                    await _budget.AcquireAsync(charge).ConfigureAwait(false);
+
+                    byte[]? data = null;
+                    if (request.Command == NbdCommand.Write)
+                    {
+                        // Copied out before AdvanceTo: nothing may refer into the pipe's buffer afterwards.
+                        data = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                        payload.CopyTo(data);
+                    }
+                    buffer = buffer.Slice(consumed);
+                    Dispatch(request, data, charge);
+                    stop = _output.IsBroken;
+                }
+            }
+            finally
+            {
+                _input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (stop || result.IsCompleted) return;
+        }
+    }
+
+    private void Dispatch(NbdRequest request, byte[]? data, long charge)
+    {
+        Interlocked.Increment(ref _inFlight);
+        var (error, reason) = RequestValidator.Validate(request, _session.Flags, _caps, _device.Size, _session.BaseAllocationSelected);
+        if (error != NbdError.None)
+        {
+            NbdLog.RequestRejected(_logger, _peer, request.Command, request.Offset, request.Length, error, reason!);
+            _ = FinishAsync(_handler.SendErrorAsync(request, error, reason!), data, charge);
+            return;
+        }
+        _ = Task.Run(() => FinishAsync(_handler.HandleAsync(request, data), data, charge));
+    }
+
+    private async Task FinishAsync(ValueTask work, byte[]? data, long charge)
+    {
+        try
+        {
+            await work.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            NbdLog.RequestFailed(_logger, _peer, e);
+        }
+        finally
+        {
+            if (data is not null) ArrayPool<byte>.Shared.Return(data);
+            _budget.Release(charge);
+            Complete();
+        }
+    }
+
+    private void Complete()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0) _drained.TrySetResult();
+    }
+}
