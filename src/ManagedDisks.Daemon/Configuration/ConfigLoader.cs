@@ -90,7 +90,8 @@ internal static partial class ConfigLoader
                 errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
                 continue;
             }
-            if (!names.Add(disk.Name)) errors.Add($"{where}: a disk with this name is declared twice");
+            bool firstOfName = names.Add(disk.Name);
+            if (!firstOfName) errors.Add($"{where}: a disk with this name is declared twice");
 
             long size = 0;
             if (disk.Size is null) errors.Add($"{where}: size is missing, e.g. size = \"10G\"");
@@ -100,7 +101,7 @@ internal static partial class ConfigLoader
                 errors.Add($"{where}: size {size} is not a multiple of 4096 bytes, which kernels and file systems need");
 
             string path = Path.GetFullPath(disk.Path ?? Path.Combine("disks", disk.Name + ".img"), stateDir);
-            if (!paths.Add(path)) errors.Add($"{where}: backing file {path} is already used by another disk");
+            if (!paths.Add(path) && firstOfName) errors.Add($"{where}: backing file {path} is already used by another disk");
 
             disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false));
         }
