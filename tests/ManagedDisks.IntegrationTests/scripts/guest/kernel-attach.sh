@@ -182,6 +182,8 @@ t0=$(date +%s.%N)
 if [[ ! -s $initrd ]]; then
     echo "kernel-attach: building $initrd"
     build_initramfs "$initrd"
+    # Images from older versions of this script are dead weight (15 MB each).
+    find "$workdir" -maxdepth 1 -name 'initramfs-*.cpio' ! -name "${initrd##*/}" -delete
 fi
 t1=$(date +%s.%N)
 
