@@ -20,6 +20,7 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
     private const ClientFlags KnownClientFlags = ClientFlags.FixedNewstyle | ClientFlags.NoZeroes;
 
     private bool _noZeroes;
+    private bool _fixedNewstyle;
     private bool _structuredReplies;
     private string? _metaContextExport;
     private bool _baseAllocationSelected;
@@ -37,12 +38,14 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
         if (!await ReadFrameAsync((in ReadOnlySequence<byte> b, out SequencePosition c) =>
                 OptionParser.TryParseClientFlags(b, out clientFlags, out c), cancellationToken).ConfigureAwait(false))
             return null;
-        if ((clientFlags & ~(uint)KnownClientFlags) != 0 || (clientFlags & (uint)ClientFlags.FixedNewstyle) == 0)
+        if ((clientFlags & ~(uint)KnownClientFlags) != 0)
         {
             NbdLog.BadClientFlags(logger, peer, clientFlags);
             return null;
         }
         _noZeroes = (clientFlags & (uint)ClientFlags.NoZeroes) != 0;
+        // A plain (non-fixed) newstyle client can only send EXPORT_NAME: it cannot read option replies.
+        _fixedNewstyle = (clientFlags & (uint)ClientFlags.FixedNewstyle) != 0;
 
         while (true)
         {
@@ -62,6 +65,11 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
                 return null;
             }
 
+            if (!_fixedNewstyle && (NbdOption)option != NbdOption.ExportName)
+            {
+                NbdLog.NonFixedOption(logger, peer, option);
+                return null;
+            }
             var outcome = await HandleOptionAsync(option, data).ConfigureAwait(false);
             if (outcome.Close || output.IsBroken) return null;
             if (outcome.Session is not null) return outcome.Session;

@@ -28,6 +28,9 @@ internal static partial class NbdLog
     [LoggerMessage(1010, LogLevel.Warning, "Dropped client {Peer}: unsupported client flags 0x{Flags:x} (only fixed newstyle and NO_ZEROES are offered)")]
     public static partial void BadClientFlags(ILogger logger, string peer, uint flags);
 
+    [LoggerMessage(1015, LogLevel.Warning, "Dropped client {Peer}: option {Option} from a non-fixed newstyle client, which can only send EXPORT_NAME")]
+    public static partial void NonFixedOption(ILogger logger, string peer, uint option);
+
     [LoggerMessage(1011, LogLevel.Warning, "Dropped client {Peer}: bad option magic, the handshake stream is out of sync")]
     public static partial void BadOptionMagic(ILogger logger, string peer);
 

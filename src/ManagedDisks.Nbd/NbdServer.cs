@@ -72,7 +72,8 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
                 continue; // e.g. ECONNABORTED for a client that left the backlog
             }
 
-            string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : $"unix#{client.Handle}";
+            long id = Interlocked.Increment(ref _nextConnectionId);
+            string peer = client.RemoteEndPoint is IPEndPoint ip ? $"#{id} {ip}" : $"#{id} unix";
             if (Interlocked.Increment(ref _connectionCount) > options.MaxConnections)
             {
                 Interlocked.Decrement(ref _connectionCount);
@@ -82,7 +83,6 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             }
             if (client.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6) client.NoDelay = true;
 
-            long id = Interlocked.Increment(ref _nextConnectionId);
             var connection = new Connection(client);
             _connections[id] = connection;
             connection.Task = RunConnectionAsync(id, client, peer);

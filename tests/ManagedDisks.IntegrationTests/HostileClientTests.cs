@@ -39,13 +39,23 @@ public class HostileClientTests
 
     [TestCase(0x4u, TestName = "UnknownClientFlagDropsTheConnection")]
     [TestCase(0x80000001u, TestName = "HighClientFlagDropsTheConnection")]
-    [TestCase(0x2u, TestName = "ClientWithoutFixedNewstyleIsDropped")]
     public async Task BadClientFlags(uint flags)
     {
         var (client, _) = await RawNbdClient.ConnectAndGreetAsync(_daemon.SocketPath);
         await using var _ = client;
         await client.SendUInt32Async(flags);
         Assert.That(await client.ServerClosedAsync(CloseWithin), Is.True);
+    }
+
+    [Test]
+    public async Task NonFixedNewstyleClientSendingAnythingButExportNameIsDropped()
+    {
+        var (client, _) = await RawNbdClient.ConnectAndGreetAsync(_daemon.SocketPath);
+        await using var _ = client;
+        await client.SendUInt32Async(0x2);
+        await client.SendOptionAsync(3, []);
+        Assert.That(await client.ServerClosedAsync(CloseWithin), Is.True);
+        await _daemon.WaitForLogAsync("non-fixed newstyle client");
     }
 
     [Test]
