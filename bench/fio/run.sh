@@ -121,6 +121,7 @@ peer_nbdkit_file() {
 }
 
 DAEMON_DLL=""
+MD_CONFIG="" # the daemon's disks.toml, for `disk show` in the report
 
 # Build once, on first use, unless DAEMON points at a build.
 resolve_daemon() {
@@ -155,6 +156,7 @@ admin_socket = "$dir/state/admin.sock"
 name = "bench"
 size = "$SIZE"
 EOF
+  MD_CONFIG="$dir/disks.toml"
   dotnet "$DAEMON_DLL" serve --config "$dir/disks.toml" >"$dir/server.log" 2>&1 &
   PEER_PID=$!
   PEER_URI="nbd+unix:///bench?socket=$dir/state/nbd.sock"
@@ -254,7 +256,8 @@ run_one() {
 # --- report ------------------------------------------------------------------------------------
 
 report() {
-  local cpu kernel fs ram_gib cmd labels_file="$WORK/labels.txt"
+  local cpu kernel fs ram_gib load_end cmd labels_file="$WORK/labels.txt"
+  load_end=$(cut -d' ' -f1-3 /proc/loadavg)
   printf '%s\n' "${LABELS[@]}" >"$labels_file"
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
   kernel=$(uname -r)
@@ -275,15 +278,18 @@ report() {
   echo "- libnbd: $(nbdinfo --version | sed -n 's/^libnbd //p')"
   if [[ " ${NAMES[*]} " == *" managed_disks "* ]]; then
     echo "- .NET SDK: $(dotnet --version); daemon: $DAEMON_DLL"
-    echo "- ManagedDisks disk uses the platform-managed key (encrypted); \`nbdkit file\` is" \
-      "plaintext, so the encrypted peers are the like-for-like comparison."
+    echo "- ManagedDisks disk: $(daemon_encryption); \`nbdkit file\` is plaintext, so the" \
+      "encrypted peers are the like-for-like comparison once the daemon encrypts."
   fi
   echo "- Disk: $SIZE ($SIZE_BYTES bytes), fresh sparse backing files on $fs ($WORK), filled" \
     "once with 1M sequential writes before measuring. RAM ${ram_gib} GiB: the files stay in" \
     "the page cache, so this measures the servers, not the storage."
   echo "- Each run: ${RUNTIME}s measured after ${RAMP}s warm-up, one NBD connection; $REPEAT" \
     "runs per workload per server, servers alternating; medians shown."
-  echo "- Target: ours >= ${TARGET}x each peer (ratio of medians)."
+  echo "- Load average (1/5/15 min) at start: $LOAD_START; at end: $load_end. Above ~2 on" \
+    "two cores, other tenants compete for the CPU and the figures are noisier."
+  echo "- Target: ours >= ${TARGET}x each peer (ratio of medians). \"paired\" is the median of" \
+    "per-round ratios (each round runs the servers back to back), which cancels slow drift."
   echo "- Command: \`$cmd\`"
   echo
   "$PYTHON" - "$RESULTS" "$labels_file" "$TARGET" <<'EOF'
@@ -315,10 +321,12 @@ for name in order:
     row = [name] + [cell(name, i) for i in range(len(labels))]
     for p in peers:
         ratio = med(name, 0, 0) / med(name, p, 0)
+        paired = statistics.median(
+            a[0] / b[0] for a, b in zip(runs[name, 0], runs[name, p]))
         ok = ratio >= target
         if not ok:
             below.append(f"{name} vs {labels[p]}")
-        row.append(f"{ratio:.2f} {'ok' if ok else 'BELOW'}")
+        row.append(f"{ratio:.2f} {'ok' if ok else 'BELOW'} (paired {paired:.2f})")
     print("| " + " | ".join(row) + " |")
 print()
 print("Every run, IOPS in run order (spread = (max - min) / median):")
@@ -338,8 +346,22 @@ else:
 EOF
 }
 
+# What the daemon says about its disk's encryption. `disk show` works whether or not the daemon
+# runs (ARCHITECTURE.md); a build without it cannot tell us, so say so rather than guess.
+daemon_encryption() {
+  local json
+  if json=$(timeout 30 dotnet "$DAEMON_DLL" disk show bench --config "$MD_CONFIG" --json \
+    2>/dev/null) && [[ -n $json ]]; then
+    "$PYTHON" -c 'import json, sys; d = json.load(sys.stdin); print("cipher " + str(d.get("cipher") or "none reported") + ", " + str(len(d.get("key_slots") or [])) + " key slot(s)")' \
+      <<<"$json" 2>/dev/null || echo "\`disk show\` output unreadable"
+  else
+    echo "encryption unknown (this build has no working \`disk show\`; it may serve plaintext)"
+  fi
+}
+
 # --- main --------------------------------------------------------------------------------------
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 start_server "$OURS" "ours: $OURS"
 for peer in $PEERS; do
   start_server "$peer" "$peer"

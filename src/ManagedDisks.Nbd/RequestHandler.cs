@@ -13,17 +13,17 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
     // Below this, probing for holes costs more (two lseeks) than sending the zeros.
     private const int HoleProbeThreshold = 64 * 1024;
 
-    public async ValueTask HandleAsync(NbdRequest request, byte[]? data)
+    public async ValueTask HandleAsync(NbdRequest request, ReadOnlyMemory<byte> data, bool flush = true)
     {
         try
         {
             switch (request.Command)
             {
                 case NbdCommand.Read:
-                    await ReadAsync(request).ConfigureAwait(false);
+                    await ReadAsync(request, flush).ConfigureAwait(false);
                     return;
                 case NbdCommand.Write:
-                    await device.WriteAsync((long)request.Offset, data.AsMemory(0, (int)request.Length), WriteOptionsOf(request)).ConfigureAwait(false);
+                    await device.WriteAsync((long)request.Offset, data, WriteOptionsOf(request)).ConfigureAwait(false);
                     break;
                 case NbdCommand.Flush:
                     await device.FlushAsync().ConfigureAwait(false);
@@ -38,10 +38,10 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
                     await device.CacheAsync((long)request.Offset, request.Length).ConfigureAwait(false);
                     break;
                 case NbdCommand.BlockStatus:
-                    await BlockStatusAsync(request).ConfigureAwait(false);
+                    await BlockStatusAsync(request, flush).ConfigureAwait(false);
                     return;
             }
-            await SendSimpleAsync(request.Cookie, NbdError.None).ConfigureAwait(false);
+            await SendSimpleAsync(request.Cookie, NbdError.None, flush).ConfigureAwait(false);
         }
         catch (BlockDeviceException e)
         {
@@ -64,11 +64,11 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
         return SendErrorChunkAsync(request.Cookie, error, message);
     }
 
-    private ValueTask SendSimpleAsync(ulong cookie, NbdError error)
+    private ValueTask SendSimpleAsync(ulong cookie, NbdError error, bool flush = true)
     {
         var reply = new byte[NbdLimits.SimpleReplyHeaderLength];
         ReplyEncoder.SimpleReply(reply, error, cookie);
-        return output.SendAsync(reply);
+        return output.SendAsync(reply, flush: flush);
     }
 
     private ValueTask SendErrorChunkAsync(ulong cookie, NbdError error, string message)
@@ -82,13 +82,13 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
         return output.SendAsync(chunk);
     }
 
-    private async ValueTask ReadAsync(NbdRequest request)
+    private async ValueTask ReadAsync(NbdRequest request, bool flush)
     {
         long offset = (long)request.Offset;
         int length = (int)request.Length;
         if (!structuredReplies)
         {
-            await SendReadDataAsync(request.Cookie, offset, length, NbdLimits.SimpleReplyHeaderLength, ReplyFlags.Done).ConfigureAwait(false);
+            await SendReadDataAsync(request.Cookie, offset, length, NbdLimits.SimpleReplyHeaderLength, ReplyFlags.Done, flush).ConfigureAwait(false);
             return;
         }
 
@@ -106,9 +106,9 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
                 ReplyEncoder.ChunkHeader(hole, flags, ChunkType.OffsetHole, request.Cookie, 12);
                 BinaryPrimitives.WriteUInt64BigEndian(hole.AsSpan(20), (ulong)extent.Offset);
                 BinaryPrimitives.WriteUInt32BigEndian(hole.AsSpan(28), (uint)extent.Length);
-                await output.SendAsync(hole).ConfigureAwait(false);
+                await output.SendAsync(hole, flush: flush).ConfigureAwait(false);
             }
-            else if (!await SendReadDataAsync(request.Cookie, extent.Offset, (int)extent.Length, NbdLimits.ChunkHeaderLength + 8, flags).ConfigureAwait(false))
+            else if (!await SendReadDataAsync(request.Cookie, extent.Offset, (int)extent.Length, NbdLimits.ChunkHeaderLength + 8, flags, flush).ConfigureAwait(false))
             {
                 return; // the error chunk ended the reply
             }
@@ -139,7 +139,7 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
 
     /// <summary>Reads into a buffer that leaves room for the reply header, then sends both in one write.</summary>
     /// <returns>False if the read failed and an error reply was sent instead.</returns>
-    private async ValueTask<bool> SendReadDataAsync(ulong cookie, long offset, int length, int headerLength, ReplyFlags flags)
+    private async ValueTask<bool> SendReadDataAsync(ulong cookie, long offset, int length, int headerLength, ReplyFlags flags, bool flush)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(headerLength + length);
         try
@@ -165,7 +165,7 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
             {
                 ReplyEncoder.SimpleReply(buffer, NbdError.None, cookie);
             }
-            await output.SendAsync(buffer.AsMemory(0, headerLength + length)).ConfigureAwait(false);
+            await output.SendAsync(buffer.AsMemory(0, headerLength + length), flush: flush).ConfigureAwait(false);
             return true;
         }
         finally
@@ -174,7 +174,7 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
         }
     }
 
-    private async ValueTask BlockStatusAsync(NbdRequest request)
+    private async ValueTask BlockStatusAsync(NbdRequest request, bool flush)
     {
         IReadOnlyList<Extent> extents = device.Capabilities.CanExtents
             ? await device.GetExtentsAsync((long)request.Offset, request.Length).ConfigureAwait(false)
@@ -191,6 +191,6 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
             BinaryPrimitives.WriteUInt32BigEndian(descriptor, (uint)Math.Min(extents[i].Length, request.Length));
             BinaryPrimitives.WriteUInt32BigEndian(descriptor[4..], (uint)extents[i].Flags); // HOLE=1, ZERO=2 as on the wire
         }
-        await output.SendAsync(chunk).ConfigureAwait(false);
+        await output.SendAsync(chunk, flush: flush).ConfigureAwait(false);
     }
 }
