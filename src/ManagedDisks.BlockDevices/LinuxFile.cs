@@ -29,6 +29,22 @@ internal static partial class LinuxFile
     [LibraryImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
     private static partial int FDataSync(int fd);
 
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenFile(string path, int flags);
+
+    private const int ORdOnly = 0, OCloExec = 0x80000;
+
+    /// <summary>
+    /// Opens read-only without .NET's advisory lock, to inspect a file the daemon holds locked.
+    /// Returns -1 and the errno on failure.
+    /// </summary>
+    public static int OpenReadOnlyUnlocked(string path, out int errno)
+    {
+        int fd = OpenFile(path, ORdOnly | OCloExec);
+        errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return fd;
+    }
+
     [LibraryImport("libc", EntryPoint = "posix_fadvise")]
     private static partial int PosixFadvise(int fd, long offset, long length, int advice);
 

@@ -81,6 +81,19 @@ public sealed class SparseFile : IBlockDevice
         return new SparseFile(path, handle, length, readOnly);
     }
 
+    /// <summary>
+    /// Opens a backing file read-only without taking its lock, so that tools can inspect a disk
+    /// while the daemon serves it. Never use the result to write.
+    /// </summary>
+    public static SparseFile OpenForInspection(string path)
+    {
+        int fd = LinuxFile.OpenReadOnlyUnlocked(path, out int errno);
+        if (fd < 0)
+            throw new BlockDeviceException(DeviceError.InputOutput, errno == 2 ? $"backing file {path} does not exist" : $"cannot open {path}: errno {errno}");
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        return new SparseFile(path, handle, RandomAccess.GetLength(handle), readOnly: true);
+    }
+
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         Span<byte> span = buffer.Span;

@@ -3,11 +3,18 @@ using ManagedDisks.Daemon.Commands;
 
 var configOption = new Option<string?>("--config", "-c")
 {
-    Description = "Path of disks.toml; without it the daemon runs on its embedded default in the working directory",
+    Description = "Path of disks.toml; without it the embedded default in the working directory",
+    Recursive = true,
 };
+var jsonOption = new Option<bool>("--json") { Description = "Print JSON for scripts" };
 
-var serve = new Command("serve", "Run the daemon in the foreground (systemd runs exactly this)") { configOption };
+var serve = new Command("serve", "Run the daemon in the foreground (systemd runs exactly this)");
 serve.SetAction((parse, cancellationToken) => ServeCommand.RunAsync(parse.GetValue(configOption), cancellationToken));
 
-var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD") { serve };
+var diskName = new Argument<string>("NAME") { Description = "The disk's name ([[disk]] name)" };
+var diskShow = new Command("show", "Print a disk's metadata from its header; works whether or not the daemon runs") { diskName, jsonOption };
+diskShow.SetAction(parse => DiskShowCommand.RunAsync(parse.GetValue(diskName)!, parse.GetValue(configOption), parse.GetValue(jsonOption)));
+var disk = new Command("disk", "Inspect disks") { diskShow };
+
+var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD") { serve, disk, configOption };
 return await root.Parse(args).InvokeAsync();

@@ -17,6 +17,7 @@ public class ConfigLoaderTests
             max_connections = 32
             handshake_timeout = "2s"
             connection_inflight_bytes = "128M"
+            platform_key_secret = "/run/credentials/md/platform-key"
 
             [[disk]]
             name = "disk1"
@@ -28,6 +29,8 @@ public class ConfigLoaderTests
             size = "4096"
             path = "/data/ro.img"
             read_only = true
+            sector_size = 512
+            detect_zeroes = true
             """, "test.toml", "/etc");
 
         Assert.That(settings.StateDir, Is.EqualTo("/srv/md"));
@@ -36,13 +39,15 @@ public class ConfigLoaderTests
         Assert.That(settings.Listen[0].EndPoint, Is.TypeOf<UnixDomainSocketEndPoint>());
         Assert.That(settings.Listen[1].EndPoint, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 10809)));
         Assert.That(settings.AdminSocket, Is.EqualTo("/run/md/admin.sock"));
+        Assert.That(settings.PlatformKeyFile, Is.EqualTo("/srv/md/keys/platform-key.pem"));
+        Assert.That(settings.PlatformKeySecretFile, Is.EqualTo("/run/credentials/md/platform-key"));
         Assert.That(settings.Server.MaxConnections, Is.EqualTo(32));
         Assert.That(settings.Server.HandshakeTimeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
         Assert.That(settings.Server.MaxInFlightBytesPerConnection, Is.EqualTo(128L << 20));
         Assert.That(settings.Disks, Is.EqualTo(new[]
         {
             new DiskSettings("disk1", 10L << 30, "/srv/md/disks/disk1.img", "database", false),
-            new DiskSettings("ro", 4096, "/data/ro.img", "", true),
+            new DiskSettings("ro", 4096, "/data/ro.img", "", true, 512, true),
         }));
     }
 
@@ -87,9 +92,15 @@ public class ConfigLoaderTests
 
             [[disk]]
             name = "nosize"
+
+            [[disk]]
+            name = "odd"
+            size = "1M"
+            sector_size = 1024
             """, "bad.toml", "/"))!;
 
-        Assert.That(e.Message, Does.Contain("bad.toml has 9 problems"));
+        Assert.That(e.Message, Does.Contain("bad.toml has 10 problems"));
+        Assert.That(e.Message, Does.Contain("sector_size must be 512 or 4096, not 1024"));
         Assert.That(e.Message, Does.Contain("'udp:1.2.3.4:5' must start with unix: or tcp:"));
         Assert.That(e.Message, Does.Contain("tcp:ADDRESS:PORT"));
         Assert.That(e.Message, Does.Contain("handshake_timeout: 'soon'"));

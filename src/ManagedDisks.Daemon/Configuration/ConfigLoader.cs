@@ -62,6 +62,9 @@ internal static partial class ConfigLoader
 
         string adminSocket = Path.GetFullPath(daemon.AdminSocket ?? "admin.sock", stateDir);
 
+        string platformKeyFile = Path.Combine(stateDir, "keys", "platform-key.pem");
+        string platformKeySecret = Path.GetFullPath(daemon.PlatformKeySecret ?? Path.Combine("keys", "platform-key.secret"), stateDir);
+
         var server = new NbdServerOptions();
         if (daemon.MaxConnections is { } maxConnections)
         {
@@ -103,12 +106,15 @@ internal static partial class ConfigLoader
             string path = Path.GetFullPath(disk.Path ?? Path.Combine("disks", disk.Name + ".img"), stateDir);
             if (!paths.Add(path) && firstOfName) errors.Add($"{where}: backing file {path} is already used by another disk");
 
-            disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false));
+            long sectorSize = disk.SectorSize ?? 4096;
+            if (sectorSize is not (512 or 4096)) errors.Add($"{where}: sector_size must be 512 or 4096, not {sectorSize}");
+
+            disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false, (int)sectorSize, disk.DetectZeroes ?? false));
         }
 
         if (errors.Count > 0)
             throw new ConfigException($"{source} has {errors.Count} problem{(errors.Count == 1 ? "" : "s")}:\n  " + string.Join("\n  ", errors));
-        return new DaemonSettings(source, stateDir, listen, adminSocket, server, disks);
+        return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks);
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]

@@ -9,10 +9,12 @@ internal sealed record DaemonSettings(
     string StateDir,
     IReadOnlyList<ListenAddress> Listen,
     string AdminSocket,
+    string PlatformKeyFile,
+    string PlatformKeySecretFile,
     NbdServerOptions Server,
     IReadOnlyList<DiskSettings> Disks);
 
-internal sealed record DiskSettings(string Name, long Size, string Path, string Description, bool ReadOnly);
+internal sealed record DiskSettings(string Name, long Size, string Path, string Description, bool ReadOnly, int SectorSize = 4096, bool DetectZeroes = false);
 
 /// <summary>A <c>unix:PATH</c> or <c>tcp:HOST:PORT</c> listen address.</summary>
 internal sealed record ListenAddress(string Text, EndPoint EndPoint)

@@ -20,6 +20,7 @@ internal sealed class DaemonSection
     [TomlPropertyName("max_connections")] public long? MaxConnections { get; set; }
     [TomlPropertyName("handshake_timeout")] public string? HandshakeTimeout { get; set; }
     [TomlPropertyName("connection_inflight_bytes")] public string? ConnectionInflightBytes { get; set; }
+    [TomlPropertyName("platform_key_secret")] public string? PlatformKeySecret { get; set; }
 }
 
 internal sealed class DiskSection
@@ -29,4 +30,6 @@ internal sealed class DiskSection
     [TomlPropertyName("path")] public string? Path { get; set; }
     [TomlPropertyName("description")] public string? Description { get; set; }
     [TomlPropertyName("read_only")] public bool? ReadOnly { get; set; }
+    [TomlPropertyName("sector_size")] public long? SectorSize { get; set; }
+    [TomlPropertyName("detect_zeroes")] public bool? DetectZeroes { get; set; }
 }

@@ -14,8 +14,14 @@ internal static partial class DaemonLog
     [LoggerMessage(2002, LogLevel.Error, "Disk '{Disk}' is not served: {Reason}")]
     public static partial void DiskFailed(ILogger logger, string disk, string reason);
 
-    [LoggerMessage(2003, LogLevel.Warning, "Disk '{Disk}': the configuration says {Configured} bytes but {Path} holds {Actual}; serving the file's size (resizing comes later)")]
+    [LoggerMessage(2003, LogLevel.Warning, "Disk '{Disk}': the configuration says {Configured} bytes but {Path} holds a {Actual}-byte disk; serving the disk's own size (resizing comes later)")]
     public static partial void SizeMismatch(ILogger logger, string disk, long configured, string path, long actual);
+
+    [LoggerMessage(2004, LogLevel.Warning, "Disk '{Disk}': repaired header copy {Copy} of {Path} ({Problem})")]
+    public static partial void HeaderRepaired(ILogger logger, string disk, int copy, string path, string problem);
+
+    [LoggerMessage(2005, LogLevel.Information, "Platform key {Version} ready ({Path})")]
+    public static partial void PlatformKeyReady(ILogger logger, string version, string path);
 
     [LoggerMessage(2010, LogLevel.Information, "ManagedDisks ready: {Disks} disk(s) on {Endpoints}")]
     public static partial void Ready(ILogger logger, int disks, string endpoints);

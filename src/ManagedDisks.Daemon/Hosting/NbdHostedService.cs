@@ -1,5 +1,7 @@
 using ManagedDisks.BlockDevices;
 using ManagedDisks.Daemon.Configuration;
+using ManagedDisks.Encryption.Format;
+using ManagedDisks.Keys;
 using ManagedDisks.Nbd;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -12,10 +14,24 @@ internal sealed class NbdHostedService(DaemonSettings settings, DiskRegistry reg
 {
     private readonly List<IBlockDevice> _devices = [];
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(settings.StateDir);
-        foreach (var disk in settings.Disks) OpenDisk(disk);
+        PlatformKeyStore platformKey;
+        try
+        {
+            platformKey = PlatformKeyStore.OpenOrCreate(settings.PlatformKeyFile, settings.PlatformKeySecretFile);
+        }
+        catch (KeyStoreException e)
+        {
+            throw new ConfigException(e.Message);
+        }
+        using (platformKey)
+        {
+            DaemonLog.PlatformKeyReady(logger, platformKey.KeyVersion, settings.PlatformKeyFile);
+            var opener = new EncryptedDiskOpener(platformKey, logger);
+            foreach (var disk in settings.Disks) await OpenDiskAsync(opener, disk).ConfigureAwait(false);
+        }
         if (settings.Disks.Count > 0 && _devices.Count == 0)
             throw new ConfigException("no disk could be opened (see the errors above); nothing to serve");
 
@@ -34,24 +50,20 @@ internal sealed class NbdHostedService(DaemonSettings settings, DiskRegistry reg
         }
         DaemonLog.Ready(logger, _devices.Count, string.Join(", ", endpoints));
         if (settings.Source == ConfigLoader.EmbeddedDefaultName) Console.Out.Write(AttachInstructions.For(settings, registry));
-        return Task.CompletedTask;
     }
 
-    private void OpenDisk(DiskSettings disk)
+    private async Task OpenDiskAsync(EncryptedDiskOpener opener, DiskSettings disk)
     {
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(disk.Path)!);
-            if (SparseFile.CreateIfMissing(disk.Path, disk.Size))
-                DaemonLog.DiskCreated(logger, disk.Name, Units.FormatSize(disk.Size), disk.Path);
-            var file = SparseFile.Open(disk.Path, disk.ReadOnly);
-            if (file.Size != disk.Size) DaemonLog.SizeMismatch(logger, disk.Name, disk.Size, disk.Path, file.Size);
-            _devices.Add(file);
-            registry.Add(new NbdExport(disk.Name, disk.Description, file));
-            DaemonLog.DiskOpened(logger, disk.Name, Units.FormatSize(file.Size), disk.Path);
+            var device = await opener.OpenOrCreateAsync(disk).ConfigureAwait(false);
+            _devices.Add(device);
+            registry.Add(new NbdExport(disk.Name, disk.Description, device));
+            DaemonLog.DiskOpened(logger, disk.Name, Units.FormatSize(device.Size), disk.Path);
         }
-        catch (Exception e) when (e is BlockDeviceException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is BlockDeviceException or DiskFormatException or KeyStoreException or IOException or UnauthorizedAccessException)
         {
+            // One bad disk must not take the others down.
             DaemonLog.DiskFailed(logger, disk.Name, e.Message);
         }
     }

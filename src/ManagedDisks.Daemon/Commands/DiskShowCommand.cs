@@ -1,0 +1,103 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ManagedDisks.BlockDevices;
+using ManagedDisks.Daemon.Configuration;
+using ManagedDisks.Encryption.Format;
+
+namespace ManagedDisks.Daemon.Commands;
+
+/// <summary>
+/// <c>managed-disks disk show NAME --config PATH [--json]</c>: a disk's metadata, read from its
+/// header without the key and without the lock, so it works whether or not the daemon runs.
+/// </summary>
+internal static class DiskShowCommand
+{
+    public static async Task<int> RunAsync(string name, string? configPath, bool json)
+    {
+        DaemonSettings settings;
+        try
+        {
+            settings = configPath is null ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory) : ConfigLoader.LoadFile(configPath);
+        }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
+            return 2;
+        }
+        var disk = settings.Disks.FirstOrDefault(d => d.Name == name);
+        if (disk is null)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: no disk named '{name}' in {settings.Source}; it declares: {string.Join(", ", settings.Disks.Select(d => d.Name))}").ConfigureAwait(false);
+            return 1;
+        }
+
+        try
+        {
+            await using var file = SparseFile.OpenForInspection(disk.Path);
+            var opened = await DiskContainer.ReadAsync(file, disk.Path).ConfigureAwait(false);
+            var document = Describe(disk, opened);
+            Console.WriteLine(json ? document.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) : AsText(document));
+            return 0;
+        }
+        catch (Exception e) when (e is BlockDeviceException or DiskFormatException)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static JsonObject Describe(DiskSettings disk, OpenedHeader opened)
+    {
+        var h = opened.Header;
+        return new JsonObject
+        {
+            ["name"] = disk.Name,
+            ["backing_file"] = disk.Path,
+            ["uuid"] = h.Uuid.ToString(),
+            ["size"] = h.LogicalSize,
+            ["sector_size"] = h.SectorSize,
+            ["payload_offset"] = h.PayloadOffset,
+            ["cipher"] = h.CipherName,
+            ["key_bits"] = h.KeyBits,
+            ["created"] = h.Created.ToString("O"),
+            ["header_sequence"] = opened.Sequence,
+            ["header_copies"] = new JsonArray(opened.CopyProblems.Select((problem, copy) => (JsonNode)new JsonObject
+            {
+                ["copy"] = copy,
+                ["offset"] = HeaderCodec.CopyOffset(copy),
+                ["valid"] = problem is null,
+                ["problem"] = problem,
+            }).ToArray()),
+            ["key_slots"] = new JsonArray(h.KeySlots.Select(s => (JsonNode)new JsonObject
+            {
+                ["key_store"] = s.KeyStore,
+                ["key_name"] = s.KeyName,
+                ["key_version"] = s.KeyVersion,
+                ["wrap_algorithm"] = s.WrapAlgorithm,
+                ["wrapped_dek"] = Convert.ToBase64String(s.WrappedDek),
+                ["created"] = s.Created.ToString("O"),
+            }).ToArray()),
+        };
+    }
+
+    private static string AsText(JsonObject d)
+    {
+        var lines = new List<string>
+        {
+            $"disk            {d["name"]}",
+            $"backing file    {d["backing_file"]}",
+            $"uuid            {d["uuid"]}",
+            $"size            {Units.FormatSize((long)d["size"]!)} ({d["size"]} bytes)",
+            $"sector size     {d["sector_size"]}",
+            $"payload offset  {d["payload_offset"]}",
+            $"cipher          {d["cipher"]} ({d["key_bits"]}-bit key)",
+            $"created         {d["created"]}",
+            $"header          sequence {d["header_sequence"]}",
+        };
+        foreach (var copy in d["header_copies"]!.AsArray())
+            lines.Add($"  copy {copy!["copy"]} at {copy["offset"]}: {((bool)copy["valid"]! ? "valid" : $"INVALID ({copy["problem"]})")}");
+        foreach (var slot in d["key_slots"]!.AsArray())
+            lines.Add($"key slot        {slot!["key_store"]}/{slot["key_name"]} version {slot["key_version"]}, {slot["wrap_algorithm"]}, created {slot["created"]}");
+        return string.Join('\n', lines);
+    }
+}
