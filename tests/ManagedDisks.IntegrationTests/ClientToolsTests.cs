@@ -66,6 +66,70 @@ public sealed class ClientToolsTests
         finally { File.Delete(copy); }
     }
 
+    /// <summary>A disk's header as <c>managed-disks disk show --json</c> prints it.</summary>
+    private static async Task<JsonElement> DiskShowAsync(DaemonProcess daemon, string name)
+    {
+        var result = await Tool.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "managed-disks.dll"), "disk", "show", name,
+            "--config", Path.Combine(daemon.WorkDir, "disks.toml"), "--json"]);
+        Assert.That(result.ExitCode, Is.Zero, $"disk show {name}:\n{result}");
+        return ParseJson(result);
+    }
+
+    /// <summary>Where the encrypted payload starts in the backing file; checks the header's size and cipher, and the file's length.</summary>
+    private static async Task<long> PayloadOffsetAsync(DaemonProcess daemon, string name, long size, int sectorSize = 4096)
+    {
+        var show = await DiskShowAsync(daemon, name);
+        Assert.That(show.GetProperty("size").GetInt64(), Is.EqualTo(size));
+        Assert.That(show.GetProperty("sector_size").GetInt32(), Is.EqualTo(sectorSize));
+        Assert.That(show.GetProperty("cipher").GetString(), Is.EqualTo("aes-xts-plain64"));
+        long payloadOffset = show.GetProperty("payload_offset").GetInt64();
+        Assert.That(payloadOffset, Is.GreaterThan(0), "payload offset");
+        Assert.That(payloadOffset % 4096, Is.Zero, "payload offset not aligned to a file system block");
+        Assert.That(new FileInfo(DiskFile(daemon, name)).Length, Is.EqualTo(payloadOffset + size), "backing file length");
+        return payloadOffset;
+    }
+
+    /// <summary>
+    /// The backing file holds ciphertext for plaintext written at <paramref name="offset"/>: no sector
+    /// is stored as its plaintext or as zeros, and no piece of the plaintext appears anywhere in the file.
+    /// </summary>
+    private static async Task AssertCiphertextAsync(DaemonProcess daemon, string name, long payloadOffset, long offset,
+        ReadOnlyMemory<byte> plaintext, int sectorSize = 4096)
+    {
+        string file = DiskFile(daemon, name);
+        var stored = await ReadBackingAsync(file, payloadOffset + offset, plaintext.Length);
+        Assert.That(stored, Has.Length.EqualTo(plaintext.Length), "backing file too short");
+        for (int i = 0; i < plaintext.Length; i += sectorSize)
+        {
+            bool plain = stored.AsSpan(i, sectorSize).SequenceEqual(plaintext.Span.Slice(i, sectorSize));
+            Assert.That(plain, Is.False, $"sector at {offset + i} is stored as plaintext");
+            Assert.That(stored.AsSpan(i, sectorSize).IndexOfAnyExcept((byte)0), Is.Not.EqualTo(-1), $"sector at {offset + i} is stored as zeros, not ciphertext");
+        }
+        var whole = await ReadBackingAsync(file, 0, (int)new FileInfo(file).Length);
+        for (int i = 0; i < plaintext.Length; i += 256 * 1024)
+            Assert.That(whole.AsSpan().IndexOf(plaintext.Span.Slice(i, 64)), Is.EqualTo(-1), $"plaintext written at {offset + i} appears in the backing file");
+    }
+
+    /// <summary>True if any byte of [offset, offset+length) of a file is allocated (SEEK_DATA: unwritten extents count as holes).</summary>
+    private static async Task<bool> FileHasDataAsync(string path, long offset, long length)
+    {
+        const string script = """
+            import errno, os, sys
+            fd = os.open(sys.argv[1], os.O_RDONLY)
+            offset, length = int(sys.argv[2]), int(sys.argv[3])
+            try:
+                data = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                data = None
+            print('data' if data is not None and data < offset + length else 'hole')
+            """;
+        var result = await Tool.RunOkAsync("python3", "-c", script, path,
+            offset.ToString(CultureInfo.InvariantCulture), length.ToString(CultureInfo.InvariantCulture));
+        return result.StdOut.Trim() == "data";
+    }
+
     private static JsonElement ParseJson(ToolResult result)
     {
         try
@@ -105,7 +169,8 @@ public sealed class ClientToolsTests
             Assert.That(e.GetProperty("export-name").GetString(), Is.EqualTo("disk0"));
             Assert.That(e.GetProperty("description").GetString(), Is.EqualTo(Disk0Description));
             Assert.That(e.GetProperty("export-size").GetInt64(), Is.EqualTo(Disk0Size));
-            Assert.That(e.GetProperty("block_size_minimum").GetInt64(), Is.EqualTo(1));
+            // encrypted disks: 512-byte addressing, 4K sectors (read-modify-written below that)
+            Assert.That(e.GetProperty("block_size_minimum").GetInt64(), Is.EqualTo(512));
             Assert.That(e.GetProperty("block_size_preferred").GetInt64(), Is.EqualTo(4096));
             Assert.That(e.GetProperty("block_size_maximum").GetInt64(), Is.EqualTo(32 * MiB));
             Assert.That(e.GetProperty("contexts").EnumerateArray().Select(c => c.GetString()), Does.Contain("base:allocation"));
@@ -117,6 +182,39 @@ public sealed class ClientToolsTests
 
         var size = await Tool.RunOkAsync("nbdinfo", "--size", d.Uri("disk1"));
         Assert.That(size.StdOut.Trim(), Is.EqualTo(Disk1Size.ToString(CultureInfo.InvariantCulture)));
+    }
+
+    [Test]
+    public async Task SectorSize512Disk_AdvertisesAndEncrypts512ByteSectors()
+    {
+        var d = await DaemonProcess.StartAsync(DaemonProcess.Disk("small", "16M", "sector_size = 512"));
+        _workDirs.Add(d.WorkDir);
+        await using var _ = d;
+        string uri = d.Uri("small");
+        var e = ParseJson(await Tool.RunOkAsync("nbdinfo", "--json", uri)).GetProperty("exports")[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.GetProperty("export-size").GetInt64(), Is.EqualTo(16 * MiB));
+            Assert.That(e.GetProperty("block_size_minimum").GetInt64(), Is.EqualTo(512));
+            Assert.That(e.GetProperty("block_size_preferred").GetInt64(), Is.EqualTo(512));
+            Assert.That(e.GetProperty("block_size_maximum").GetInt64(), Is.EqualTo(32 * MiB));
+        });
+
+        // single 512-byte sectors, not 4K-aligned: no read-modify-write needed, each its own XTS sector
+        var write = await Tool.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x3c 512 1536", "-c", "read -P 0x3c 512 1536",
+            "-c", "read -P 0 0 512", "-c", "read -P 0 2048 2048", uri]);
+        Assert.That(write.ExitCode, Is.Zero, write.ToString());
+        Assert.That(write.StdOut + write.StdErr, Does.Not.Contain("Pattern verification failed"), write.ToString());
+
+        long payloadOffset = await PayloadOffsetAsync(d, "small", 16 * MiB, sectorSize: 512);
+        var plaintext = Enumerable.Repeat((byte)0x3c, 1536).ToArray();
+        await AssertCiphertextAsync(d, "small", payloadOffset, 512, plaintext, sectorSize: 512);
+        // equal plaintext sectors encrypt differently (the sector number is the XTS tweak)
+        var stored = await ReadBackingAsync(DiskFile(d, "small"), payloadOffset + 512, 1536);
+        Assert.That(stored.AsSpan(0, 512).SequenceEqual(stored.AsSpan(512, 512)) || stored.AsSpan(512, 512).SequenceEqual(stored.AsSpan(1024, 512)),
+            Is.False, "identical plaintext sectors have identical ciphertext");
+        // the sector before, never written, is still a hole of zeros
+        Assert.That((await ReadBackingAsync(DiskFile(d, "small"), payloadOffset, 512)).All(b => b == 0), Is.True);
     }
 
     [Test]
@@ -201,8 +299,11 @@ public sealed class ClientToolsTests
         Assert.That(entries, Is.EqualTo(new[] { (0L, 8 * MiB, true, false), (8 * MiB, Disk1Size - 8 * MiB, false, true) }),
             string.Join("\n", entries));
 
-        // the backing file holds exactly the bytes written
-        Assert.That(await ReadBackingAsync(DiskFile(d, "disk1"), 0, (int)(8 * MiB)), Is.EqualTo(await File.ReadAllBytesAsync(src)));
+        // the backing file holds ciphertext of the bytes written after its header, and holes after them
+        long payloadOffset = await PayloadOffsetAsync(d, "disk1", Disk1Size);
+        await AssertCiphertextAsync(d, "disk1", payloadOffset, 0, await File.ReadAllBytesAsync(src));
+        Assert.That(await FileHasDataAsync(DiskFile(d, "disk1"), payloadOffset + 8 * MiB, Disk1Size - 8 * MiB), Is.False,
+            "the unwritten part of the disk is allocated in the backing file");
     }
 
     [Test]
@@ -241,36 +342,71 @@ public sealed class ClientToolsTests
         await using var d = await StartTwoDisksAsync();
         string uri = d.Uri("disk1");
         string file = DiskFile(d, "disk1");
+        long payload = await PayloadOffsetAsync(d, "disk1", Disk1Size);
+        // st_blocks also counts the file system's own extent-tree blocks, which come and go as
+        // punching splits and merges extents: allow a little of it in the released byte counts.
+        const long fsMetadata = 64 * 1024;
+        Task<bool> HasData(long offset, long length) => FileHasDataAsync(file, payload + offset, length);
 
         Assert.That(await AllocatedBytesAsync(file), Is.LessThan(MiB), "a new disk is not sparse");
+        Assert.That(await HasData(0, Disk1Size), Is.False, "a new disk has data in its payload");
         await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x55 0 16M", uri);
         long full = await AllocatedBytesAsync(file);
         Assert.That(full, Is.GreaterThanOrEqualTo(16 * MiB), "written data is not allocated");
+        Assert.That(await HasData(0, 4096) && await HasData(16 * MiB - 4096, 4096), Is.True, "written data is not in the payload area");
+        Assert.That(await HasData(16 * MiB, Disk1Size - 16 * MiB), Is.False, "data beyond what was written");
 
         // TRIM (qemu-io discard) releases the blocks
         await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "discard 0 4M", uri);
         long afterTrim = await AllocatedBytesAsync(file);
-        Assert.That(full - afterTrim, Is.GreaterThanOrEqualTo(4 * MiB), $"TRIM released {full - afterTrim} bytes of 4 MiB");
+        Assert.That(full - afterTrim, Is.GreaterThanOrEqualTo(4 * MiB - fsMetadata), $"TRIM released {full - afterTrim} bytes of 4 MiB");
+        Assert.That(await HasData(0, 4 * MiB), Is.False, "TRIM left data in the backing file");
+        Assert.That(await HasData(4 * MiB, 4096), Is.True, "TRIM went past its range");
 
         // WRITE_ZEROES that may unmap releases them too
         await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -z -u 4M 4M", uri);
         long afterZero = await AllocatedBytesAsync(file);
-        Assert.That(afterTrim - afterZero, Is.GreaterThanOrEqualTo(4 * MiB), $"WRITE_ZEROES released {afterTrim - afterZero} bytes of 4 MiB");
+        Assert.That(afterTrim - afterZero, Is.GreaterThanOrEqualTo(4 * MiB - fsMetadata), $"WRITE_ZEROES released {afterTrim - afterZero} bytes of 4 MiB");
+        Assert.That(await HasData(4 * MiB, 4 * MiB), Is.False, "WRITE_ZEROES (may unmap) left data in the backing file");
 
         // WRITE_ZEROES with NO_HOLE keeps the range provisioned
         await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -z 8M 4M", uri);
         long afterNoHole = await AllocatedBytesAsync(file);
         Assert.That(afterZero - afterNoHole, Is.LessThan(MiB), "WRITE_ZEROES with NO_HOLE released blocks");
+        Assert.That(afterNoHole, Is.GreaterThanOrEqualTo(8 * MiB), "8M..16M is no longer provisioned");
 
-        // nbdsh trim and zero (plain: may punch) through libnbd as well
+        // nbdsh trim and zero (plain: may punch) through libnbd as well: 12M..14M and 14M..16M
         await Tool.RunOkAsync("nbdsh", "-u", uri, "-c", "h.trim(2*1024*1024, 12*1024*1024); h.zero(2*1024*1024, 14*1024*1024); h.flush()");
         long afterLibnbd = await AllocatedBytesAsync(file);
-        Assert.That(afterNoHole - afterLibnbd, Is.GreaterThanOrEqualTo(4 * MiB), $"libnbd trim+zero released {afterNoHole - afterLibnbd} bytes of 4 MiB");
+        Assert.That(afterNoHole - afterLibnbd, Is.GreaterThanOrEqualTo(4 * MiB - fsMetadata), $"libnbd trim+zero released {afterNoHole - afterLibnbd} bytes of 4 MiB");
+        Assert.That(await HasData(12 * MiB, 4 * MiB), Is.False, "libnbd trim+zero left data in the backing file");
 
-        // the backing file reads zero where it was trimmed or zeroed, and the size never changed
-        var zeros = await ReadBackingAsync(file, 0, (int)(16 * MiB));
-        Assert.That(zeros.All(b => b == 0), Is.True, "trimmed or zeroed bytes are not zero in the backing file");
-        Assert.That(new FileInfo(file).Length, Is.EqualTo(Disk1Size));
+        // the backing file reads zero where it was trimmed or zeroed (holes, or zeros for NO_HOLE)
+        var zeros = await ReadBackingAsync(file, payload, (int)(16 * MiB));
+        Assert.That(zeros.AsSpan().IndexOfAnyExcept((byte)0), Is.EqualTo(-1), "trimmed or zeroed bytes are not zero in the backing file");
+
+        // TRIM of a range that is 512- but not 4K-aligned rounds inwards to whole sectors:
+        // 16M+512 .. 16M+9.5K punches only the sector 16M+4K .. 16M+8K
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x66 16M 16k", "-c", "write -P 0x77 16400k 16k", uri);
+        await Tool.RunOkAsync("nbdsh", "-u", uri, "-c", $"h.trim(9216, {16 * MiB + 512}); h.flush()");
+        Assert.That(await HasData(16 * MiB, 4096), Is.True, "TRIM of part of a sector released it");
+        Assert.That(await HasData(16 * MiB + 4096, 4096), Is.False, "TRIM did not punch the whole sector inside its range");
+        Assert.That(await HasData(16 * MiB + 8192, 4096), Is.True, "TRIM of part of a sector released it");
+        // WRITE_ZEROES with partial sectors at both ends: the edges are read-modify-written (and stay
+        // data), the whole sector between them is punched. 16M+16.5K .. 16M+25.5K, punching 16M+20K .. 16M+24K.
+        await Tool.RunOkAsync("nbdsh", "-u", uri, "-c", $"h.zero(9216, {16 * MiB + 16896}); h.flush()");
+        Assert.That(await HasData(16 * MiB + 16 * 1024, 4096), Is.True, "the partial head sector of a zero was released");
+        Assert.That(await HasData(16 * MiB + 20 * 1024, 4096), Is.False, "the whole sector of a zero was not punched");
+        Assert.That(await HasData(16 * MiB + 24 * 1024, 4096), Is.True, "the partial tail sector of a zero was released");
+        var read = await Tool.RunAsync("qemu-io", ["-f", "raw",
+            "-c", "read -P 0x66 16M 4k", "-c", "read -P 0 16388k 4k", "-c", "read -P 0x66 16392k 8k",
+            "-c", "read -P 0x77 16400k 512", "-c", "read -P 0 16794112 9216", "-c", "read -P 0x77 16803328 6656",
+            uri]);
+        Assert.That(read.ExitCode, Is.Zero, read.ToString());
+        Assert.That(read.StdOut + read.StdErr, Does.Not.Contain("Pattern verification failed"), read.ToString());
+
+        // and the file's size never changed
+        Assert.That(new FileInfo(file).Length, Is.EqualTo(payload + Disk1Size));
     }
 
     // ------------------------------------------------------------------------------------ nbdcopy
@@ -307,8 +443,15 @@ public sealed class ClientToolsTests
         var piped = await Tool.RunAsync("bash", ["-c", $"nbdcopy '{uri}' - | cmp -n {content.Length} - '{src}'"]);
         Assert.That(piped.ExitCode, Is.Zero, $"nbdcopy to stdout: {piped}");
 
-        // the data written through 4 connections is in the backing file
-        Assert.That((await ReadBackingAsync(DiskFile(d, "disk0"), 0, content.Length)).AsSpan().SequenceEqual(content), Is.True);
+        // the data written through 4 connections is in the backing file, encrypted; the zero gap
+        // (which nbdcopy writes as zeroes) and the rest of the disk read as zeros there
+        long payloadOffset = await PayloadOffsetAsync(d, "disk0", Disk0Size);
+        await AssertCiphertextAsync(d, "disk0", payloadOffset, 0, content.AsMemory(0, (int)(8 * MiB)));
+        await AssertCiphertextAsync(d, "disk0", payloadOffset, 12 * MiB, content.AsMemory((int)(12 * MiB)));
+        var gap = await ReadBackingAsync(DiskFile(d, "disk0"), payloadOffset + 8 * MiB, (int)(4 * MiB));
+        Assert.That(gap.AsSpan().IndexOfAnyExcept((byte)0), Is.EqualTo(-1), "the zero gap is stored as something other than zeros");
+        Assert.That(await FileHasDataAsync(DiskFile(d, "disk0"), payloadOffset + 16 * MiB, Disk0Size - 16 * MiB), Is.False,
+            "the unwritten part of the disk is allocated in the backing file");
     }
 
     // ---------------------------------------------------------------------------------------- fio

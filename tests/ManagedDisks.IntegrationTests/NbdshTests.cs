@@ -63,12 +63,34 @@ public sealed class NbdshTests
 
     private static string DiskFile(DaemonProcess daemon, string name) => Path.Combine(daemon.StateDir, "disks", name + ".img");
 
+    /// <summary>A disk's header as <c>managed-disks disk show --json</c> prints it (payload offset, size, sector size).</summary>
+    private static async Task<JsonElement> DiskShowAsync(DaemonProcess daemon, string name)
+    {
+        var result = await Tool.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "managed-disks.dll"), "disk", "show", name,
+            "--config", Path.Combine(daemon.WorkDir, "disks.toml"), "--json"]);
+        Assert.That(result.ExitCode, Is.Zero, $"disk show {name}:\n{result}");
+        return JsonDocument.Parse(result.StdOut).RootElement;
+    }
+
+    /// <summary>What nbdsh-basic.py needs to check the encrypted backing file of a disk.</summary>
+    private static async Task<Dictionary<string, string>> BackingFileEnvironmentAsync(DaemonProcess daemon, string name, long size)
+    {
+        var show = await DiskShowAsync(daemon, name);
+        Assert.That(show.GetProperty("size").GetInt64(), Is.EqualTo(size));
+        Assert.That(show.GetProperty("sector_size").GetInt32(), Is.EqualTo(4096));
+        Assert.That(show.GetProperty("cipher").GetString(), Is.EqualTo("aes-xts-plain64"));
+        return new()
+        {
+            ["DISK_FILE"] = DiskFile(daemon, name),
+            ["PAYLOAD_OFFSET"] = show.GetProperty("payload_offset").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
     [Test]
     public async Task Basic_UnixSocket()
     {
         await using var d = await StartTwoDisksAsync();
-        var result = await RunScriptAsync(d, "nbdsh-basic.py", d.Uri("disk0"),
-            new() { ["DISK_FILE"] = DiskFile(d, "disk0") });
+        var result = await RunScriptAsync(d, "nbdsh-basic.py", d.Uri("disk0"), await BackingFileEnvironmentAsync(d, "disk0", Disk0Size));
         AssertOk(result, "basic");
         AssertNoServerErrors(d);
     }
@@ -78,11 +100,13 @@ public sealed class NbdshTests
     {
         await using var d = await StartTwoDisksAsync(tcp: true);
         Assert.That(d.TcpPort, Is.Not.Null, "no TCP port in the log");
-        var result = await RunScriptAsync(d, "nbdsh-basic.py", d.TcpUri("disk1"),
-            new() { ["DISK_FILE"] = DiskFile(d, "disk1") });
+        var result = await RunScriptAsync(d, "nbdsh-basic.py", d.TcpUri("disk1"), await BackingFileEnvironmentAsync(d, "disk1", Disk1Size));
         AssertOk(result, "basic");
-        // disk0 was not touched by a script that worked on disk1
-        Assert.That(new FileInfo(DiskFile(d, "disk0")).Length, Is.EqualTo(Disk0Size));
+        // disk0 was not touched by a script that worked on disk1: still its header and one hole
+        long payloadOffset = (await DiskShowAsync(d, "disk0")).GetProperty("payload_offset").GetInt64();
+        Assert.That(new FileInfo(DiskFile(d, "disk0")).Length, Is.EqualTo(payloadOffset + Disk0Size));
+        var map = await Tool.RunOkAsync("nbdinfo", "--map", d.Uri("disk0"));
+        Assert.That(map.StdOut.Trim(), Does.Match($@"^\s*0\s+{Disk0Size}\s+3\s+hole,zero$"), map.ToString());
         AssertNoServerErrors(d);
     }
 

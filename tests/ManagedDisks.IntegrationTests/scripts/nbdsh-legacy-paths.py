@@ -40,8 +40,11 @@ def exercise(c, label, base):
     assert c.pread(M, base) == data, f"{label}: read back differs"
     # a read across data and a hole: with simple replies all of it comes as data
     assert c.pread(2 * M, base) == data + bytes(M), f"{label}: read over data and hole"
-    c.pwrite(b'\x77' * 100, base + 10, nbd.CMD_FLAG_FUA)
-    assert c.pread(120, base) == data[:10] + b'\x77' * 100 + data[110:120], f"{label}: unaligned FUA write"
+    # 512-aligned but not sector-aligned (4K): a read-modify-write across a sector boundary, with FUA
+    c.pwrite(b'\x77' * 1024, base + 3584, nbd.CMD_FLAG_FUA)
+    assert c.pread(2048, base + 3072) == data[3072:3584] + b'\x77' * 1024 + data[4608:5120], f"{label}: sub-sector FUA write"
+    data = data[:3584] + b'\x77' * 1024 + data[4608:]
+    assert c.pread(M, base) == data, f"{label}: sub-sector write changed other data"
     c.flush()
     c.trim(64 * K, base)
     assert c.pread(64 * K, base) == bytes(64 * K), f"{label}: trimmed range not zero"
@@ -59,6 +62,11 @@ def exercise(c, label, base):
     for what, fn, args, want in [
         ('read past EOF', c.pread, (4096, size - 512), 'EINVAL'),
         ('write past EOF', c.pwrite, (bytes(4096), size - 512), 'ENOSPC'),
+        # below the minimum block size of 512; a refused write's payload must still be consumed
+        ('read at offset 10', c.pread, (512, base + 10), 'EINVAL'),
+        ('read of 100 bytes', c.pread, (100, base), 'EINVAL'),
+        ('write of 100 bytes at offset 10', c.pwrite, (b'\x66' * 100, base + 10), 'EINVAL'),
+        ('write of 4K at offset 100', c.pwrite, (b'\x66' * 4096, base + 100), 'EINVAL'),
         ('read with REQ_ONE', c.pread, (4096, 0, nbd.CMD_FLAG_REQ_ONE), 'EINVAL'),
         ('zero-length read', c.pread, (0, 0), 'EINVAL'),
     ]:
@@ -69,6 +77,7 @@ def exercise(c, label, base):
         else:
             raise AssertionError(f"{label}: {what} succeeded")
         assert c.pread(4096, base + 2 * M) == big[:4096], f"{label}: connection broken after {what}"
+    assert c.pread(M, base) == bytes(192 * K) + data[192 * K:], f"{label}: a refused request changed the data"
     c.set_strict_mode(nbd.STRICT_MASK)
     return data
 

@@ -81,7 +81,8 @@ for name in sorted(listed):
     for cap in ['flush', 'fua', 'trim', 'zero', 'fast_zero', 'df', 'multi_conn', 'cache']:
         assert getattr(h, 'can_' + cap)(), f"INFO for {name}: can_{cap} is false"
     assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), f"INFO for {name}: no base:allocation"
-    assert h.get_block_size(nbd.SIZE_MINIMUM) == 1
+    # encrypted disks: 512-byte addressing, 4K sectors
+    assert h.get_block_size(nbd.SIZE_MINIMUM) == 512, h.get_block_size(nbd.SIZE_MINIMUM)
     assert h.get_block_size(nbd.SIZE_PREFERRED) == 4096
     assert h.get_block_size(nbd.SIZE_MAXIMUM) == 32 * 1024 * 1024
     assert h.get_canonical_export_name() == name, h.get_canonical_export_name()
@@ -111,6 +112,8 @@ assert h.aio_is_ready(), "GO did not enter transmission"
 assert h.get_size() == size, "GO and INFO disagree about the size"
 assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
 assert h.get_canonical_export_name() == own_export
+assert [h.get_block_size(t) for t in (nbd.SIZE_MINIMUM, nbd.SIZE_PREFERRED, nbd.SIZE_MAXIMUM)] == [512, 4096, 32 * 1024 * 1024], \
+    "GO and INFO disagree about the block sizes"
 data = os.urandom(4096)
 h.pwrite(data, 0)
 assert h.pread(4096, 0) == data
