@@ -16,5 +16,8 @@ var diskShow = new Command("show", "Print a disk's metadata from its header; wor
 diskShow.SetAction(parse => DiskShowCommand.RunAsync(parse.GetValue(diskName)!, parse.GetValue(configOption), parse.GetValue(jsonOption)));
 var disk = new Command("disk", "Inspect disks") { diskShow };
 
-var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD") { serve, disk, configOption };
+var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD")
+{
+    serve, disk, SetShowCommand.Build(configOption), VaultCommand.Build(configOption), AuditCommand.Build(configOption), configOption,
+};
 return await root.Parse(args).InvokeAsync();

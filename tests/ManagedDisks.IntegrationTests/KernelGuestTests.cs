@@ -21,10 +21,13 @@ public class KernelGuestTests
         Assert.That(result.StdOut + result.StdErr, Does.Contain("GUEST-RESULT: PASS"));
         await daemon.WaitForLogAsync("attached export 'guestdisk'");
 
-        // Independent check on the host: the backing file itself holds a clean ext4.
+        // Independent check on the host, after a restart: the decrypted disk holds a clean ext4.
         Assert.That(await daemon.StopAsync(), Is.Zero);
-        string backing = Path.Combine(daemon.StateDir, "disks", "guestdisk.img");
-        var fsck = await Tool.RunAsync("e2fsck", ["-fn", backing]);
+        await using var again = await DaemonProcess.StartAsync(["serve", "--config", Path.Combine(daemon.WorkDir, "disks.toml")], daemon.WorkDir, daemon.StateDir);
+        string copy = Path.Combine(daemon.WorkDir, "guestdisk.plain");
+        await Tool.RunOkAsync("nbdcopy", again.Uri("guestdisk"), copy);
+        var fsck = await Tool.RunAsync("e2fsck", ["-fn", copy]);
+        File.Delete(copy);
         Assert.That(fsck.ExitCode, Is.Zero, fsck.ToString());
     }
 }

@@ -82,6 +82,40 @@ internal static partial class ConfigLoader
             else errors.Add($"[daemon] connection_inflight_bytes: '{inflight}' is not a size of at least 32M (one maximum request)");
         }
 
+        var keyStores = new List<KeyStoreSettings>();
+        foreach (var (store, index) in (file.KeyStores ?? []).Select((k, i) => (k, i)))
+        {
+            string where = store.Name is null ? $"[[key_store]] #{index + 1}" : $"[[key_store]] '{store.Name}'";
+            if (string.IsNullOrEmpty(store.Name) || !DiskName().IsMatch(store.Name) || store.Name == "platform")
+            {
+                errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-' (and not 'platform', the built-in store)");
+                continue;
+            }
+            if (keyStores.Any(k => k.Name == store.Name)) errors.Add($"{where}: a key store with this name is declared twice");
+            string type = store.Type ?? "software";
+            if (type != "software") errors.Add($"{where}: type '{type}' is not supported; use \"software\"");
+            keyStores.Add(new KeyStoreSettings(store.Name, type,
+                Path.GetFullPath(store.Path ?? Path.Combine("vaults", store.Name), stateDir),
+                Path.GetFullPath(store.MasterKeyFile ?? Path.Combine("vaults", store.Name + ".master-key"), stateDir)));
+        }
+
+        var sets = new List<EncryptionSetSettings>();
+        foreach (var (set, index) in (file.EncryptionSets ?? []).Select((e, i) => (e, i)))
+        {
+            string where = set.Name is null ? $"[[encryption_set]] #{index + 1}" : $"[[encryption_set]] '{set.Name}'";
+            if (string.IsNullOrEmpty(set.Name) || !DiskName().IsMatch(set.Name))
+            {
+                errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-'");
+                continue;
+            }
+            if (sets.Any(e => e.Name == set.Name)) errors.Add($"{where}: an encryption set with this name is declared twice");
+            if (set.KeyStore is null) errors.Add($"{where}: key_store is missing");
+            else if (keyStores.All(k => k.Name != set.KeyStore)) errors.Add($"{where}: key_store '{set.KeyStore}' is not a declared [[key_store]]");
+            if (string.IsNullOrEmpty(set.Key)) errors.Add($"{where}: key is missing (the name of a key in the store)");
+            sets.Add(new EncryptionSetSettings(set.Name, set.KeyStore ?? "", set.Key ?? "", set.KeyVersion, set.AutoRotate ?? false,
+                set.Identity ?? $"encryption-set:{set.Name}"));
+        }
+
         var disks = new List<DiskSettings>();
         var names = new HashSet<string>(StringComparer.Ordinal);
         var paths = new HashSet<string>(StringComparer.Ordinal);
@@ -109,12 +143,15 @@ internal static partial class ConfigLoader
             long sectorSize = disk.SectorSize ?? 4096;
             if (sectorSize is not (512 or 4096)) errors.Add($"{where}: sector_size must be 512 or 4096, not {sectorSize}");
 
-            disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false, (int)sectorSize, disk.DetectZeroes ?? false));
+            if (disk.EncryptionSet is not null && sets.All(e => e.Name != disk.EncryptionSet))
+                errors.Add($"{where}: encryption_set '{disk.EncryptionSet}' is not a declared [[encryption_set]]");
+
+            disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false, (int)sectorSize, disk.DetectZeroes ?? false, disk.EncryptionSet));
         }
 
         if (errors.Count > 0)
             throw new ConfigException($"{source} has {errors.Count} problem{(errors.Count == 1 ? "" : "s")}:\n  " + string.Join("\n  ", errors));
-        return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks);
+        return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets);
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]

@@ -12,9 +12,23 @@ internal sealed record DaemonSettings(
     string PlatformKeyFile,
     string PlatformKeySecretFile,
     NbdServerOptions Server,
-    IReadOnlyList<DiskSettings> Disks);
+    IReadOnlyList<DiskSettings> Disks,
+    IReadOnlyList<KeyStoreSettings> KeyStores,
+    IReadOnlyList<EncryptionSetSettings> EncryptionSets)
+{
+    public string AuditLog => System.IO.Path.Combine(StateDir, "audit.log");
+}
 
-internal sealed record DiskSettings(string Name, long Size, string Path, string Description, bool ReadOnly, int SectorSize = 4096, bool DetectZeroes = false);
+/// <summary>A [[key_store]]: today only "software" (a vault in a folder, private keys under a master key).</summary>
+internal sealed record KeyStoreSettings(string Name, string Type, string Path, string MasterKeyFile);
+
+/// <summary>
+/// An [[encryption_set]]: disks in it have their DEK wrapped by <see cref="Key"/> in
+/// <see cref="KeyStore"/>, used by the set's <see cref="Identity"/>, which the store must grant.
+/// </summary>
+internal sealed record EncryptionSetSettings(string Name, string KeyStore, string Key, string? KeyVersion, bool AutoRotate, string Identity);
+
+internal sealed record DiskSettings(string Name, long Size, string Path, string Description, bool ReadOnly, int SectorSize = 4096, bool DetectZeroes = false, string? EncryptionSet = null);
 
 /// <summary>A <c>unix:PATH</c> or <c>tcp:HOST:PORT</c> listen address.</summary>
 internal sealed record ListenAddress(string Text, EndPoint EndPoint)

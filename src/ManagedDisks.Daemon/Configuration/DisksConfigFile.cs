@@ -10,6 +10,26 @@ internal sealed class DisksConfigFile
 {
     [TomlPropertyName("daemon")] public DaemonSection? Daemon { get; set; }
     [TomlPropertyName("disk")] public List<DiskSection>? Disks { get; set; }
+    [TomlPropertyName("key_store")] public List<KeyStoreSection>? KeyStores { get; set; }
+    [TomlPropertyName("encryption_set")] public List<EncryptionSetSection>? EncryptionSets { get; set; }
+}
+
+internal sealed class KeyStoreSection
+{
+    [TomlPropertyName("name")] public string? Name { get; set; }
+    [TomlPropertyName("type")] public string? Type { get; set; }
+    [TomlPropertyName("path")] public string? Path { get; set; }
+    [TomlPropertyName("master_key_file")] public string? MasterKeyFile { get; set; }
+}
+
+internal sealed class EncryptionSetSection
+{
+    [TomlPropertyName("name")] public string? Name { get; set; }
+    [TomlPropertyName("key_store")] public string? KeyStore { get; set; }
+    [TomlPropertyName("key")] public string? Key { get; set; }
+    [TomlPropertyName("key_version")] public string? KeyVersion { get; set; }
+    [TomlPropertyName("auto_rotate")] public bool? AutoRotate { get; set; }
+    [TomlPropertyName("identity")] public string? Identity { get; set; }
 }
 
 internal sealed class DaemonSection
@@ -32,4 +52,5 @@ internal sealed class DiskSection
     [TomlPropertyName("read_only")] public bool? ReadOnly { get; set; }
     [TomlPropertyName("sector_size")] public long? SectorSize { get; set; }
     [TomlPropertyName("detect_zeroes")] public bool? DetectZeroes { get; set; }
+    [TomlPropertyName("encryption_set")] public string? EncryptionSet { get; set; }
 }

@@ -23,6 +23,9 @@ internal static partial class DaemonLog
     [LoggerMessage(2005, LogLevel.Information, "Platform key {Version} ready ({Path})")]
     public static partial void PlatformKeyReady(ILogger logger, string version, string path);
 
+    [LoggerMessage(2006, LogLevel.Information, "Disk '{Disk}' moved from key {From} to {To}: DEK re-wrapped, data untouched")]
+    public static partial void DiskRewrapped(ILogger logger, string disk, string from, string to);
+
     [LoggerMessage(2010, LogLevel.Information, "ManagedDisks ready: {Disks} disk(s) on {Endpoints}")]
     public static partial void Ready(ILogger logger, int disks, string endpoints);
 

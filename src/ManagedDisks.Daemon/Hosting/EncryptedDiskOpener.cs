@@ -3,6 +3,7 @@ using ManagedDisks.Daemon.Configuration;
 using ManagedDisks.Encryption;
 using ManagedDisks.Encryption.Format;
 using ManagedDisks.Keys;
+using ManagedDisks.Keys.Agent;
 using Microsoft.Extensions.Logging;
 
 namespace ManagedDisks.Daemon.Hosting;
@@ -11,7 +12,7 @@ namespace ManagedDisks.Daemon.Hosting;
 /// Creates and opens encrypted disks: header, key slot, digest check, header repair, and the
 /// encrypting filter over the sparse backing file.
 /// </summary>
-internal sealed class EncryptedDiskOpener(PlatformKeyStore platformKey, ILogger logger)
+internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<EncryptionSetSettings> sets, ILogger logger)
 {
     public async Task<EncryptedDisk> OpenOrCreateAsync(DiskSettings disk)
     {
@@ -27,15 +28,27 @@ internal sealed class EncryptedDiskOpener(PlatformKeyStore platformKey, ILogger 
         {
             var opened = await DiskContainer.ReadAsync(file, disk.Path).ConfigureAwait(false);
             var header = opened.Header;
-            var slot = header.KeySlots.FirstOrDefault(platformKey.CanUnwrap)
-                       ?? throw new DiskFormatException($"disk {disk.Name} ({disk.Path}) has no key slot for the platform key; its keys: {string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}");
+            var set = SetOf(disk);
+            var slot = header.KeySlots.FirstOrDefault(s => Targets(s, set));
+            bool moving = slot is null;
+            slot ??= header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
+                     ?? throw new DiskFormatException($"disk {disk.Name} ({disk.Path}) is wrapped only by keys no configured encryption set uses ({string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}); add an [[encryption_set]] for one of them");
 
             XtsSectorCipher cipher;
-            using (var dek = platformKey.Unwrap(slot, disk.Name))
+            using (var dek = agent.Unwrap(IdentityFor(slot)!, slot, disk.Name))
             {
                 if (!KeyDigests.Matches(dek, header.Digest))
                     throw new DiskFormatException($"the key unwrapped for {disk.Path} does not match the disk's digest: it is the wrong key for this disk; restore the key store that belongs to it");
                 cipher = new XtsSectorCipher(dek);
+                if (moving && !disk.ReadOnly)
+                {
+                    // The disk changes key: re-wrap its DEK and rewrite the header; the data stays as it is.
+                    var newSlot = WrapFor(disk, set, dek);
+                    header = header with { KeySlots = [newSlot] };
+                    await DiskContainer.WriteAsync(file, header, opened.Sequence + 1).ConfigureAwait(false);
+                    opened = opened with { Header = header, Sequence = opened.Sequence + 1, CopyProblems = [null, null] };
+                    DaemonLog.DiskRewrapped(logger, disk.Name, $"{slot.KeyStore}/{slot.KeyName}", $"{newSlot.KeyStore}/{newSlot.KeyName}/{newSlot.KeyVersion}");
+                }
             }
 
             if (opened.NeedsRepair && !disk.ReadOnly)
@@ -54,6 +67,23 @@ internal sealed class EncryptedDiskOpener(PlatformKeyStore platformKey, ILogger 
         }
     }
 
+    private EncryptionSetSettings? SetOf(DiskSettings disk) =>
+        disk.EncryptionSet is null ? null : sets.First(s => s.Name == disk.EncryptionSet);
+
+    /// <summary>Whether a slot is the one the disk's configuration asks for.</summary>
+    private static bool Targets(KeySlot slot, EncryptionSetSettings? set) => set is null
+        ? slot.KeyStore == PlatformKeyStore.StoreName
+        : slot.KeyStore == set.KeyStore && slot.KeyName == set.Key && (set.KeyVersion is null || slot.KeyVersion == set.KeyVersion);
+
+    /// <summary>The identity that may unwrap a slot: the platform's, or that of a set using its key.</summary>
+    private string? IdentityFor(KeySlot slot) => slot.KeyStore == PlatformKeyStore.StoreName
+        ? KeyAgent.PlatformIdentity
+        : sets.FirstOrDefault(s => s.KeyStore == slot.KeyStore && s.Key == slot.KeyName)?.Identity;
+
+    private KeySlot WrapFor(DiskSettings disk, EncryptionSetSettings? set, DataEncryptionKey dek) => set is null
+        ? agent.WrapWithPlatformKey(dek, disk.Name)
+        : agent.Wrap(set.Identity, set.KeyStore, set.Key, set.KeyVersion, dek, disk.Name);
+
     /// <summary>Writes the new disk under a temporary name and renames it, so a crash never leaves a headerless disk.</summary>
     private async Task CreateAsync(DiskSettings disk)
     {
@@ -61,20 +91,28 @@ internal sealed class EncryptedDiskOpener(PlatformKeyStore platformKey, ILogger 
         File.Delete(temporary);
         long payloadOffset = HeaderCodec.DefaultPayloadOffset;
         SparseFile.CreateIfMissing(temporary, payloadOffset + disk.Size);
-        await using (var file = SparseFile.Open(temporary))
+        try
         {
-            using var dek = DataEncryptionKey.Generate();
-            var header = new DiskHeader
+            await using (var file = SparseFile.Open(temporary))
             {
-                Uuid = Guid.NewGuid(),
-                LogicalSize = disk.Size,
-                SectorSize = disk.SectorSize,
-                PayloadOffset = payloadOffset,
-                Digest = KeyDigests.Create(dek),
-                KeySlots = [platformKey.Wrap(dek)],
-                Created = DateTimeOffset.UtcNow,
-            };
-            await DiskContainer.WriteAsync(file, header, sequence: 1).ConfigureAwait(false);
+                using var dek = DataEncryptionKey.Generate();
+                var header = new DiskHeader
+                {
+                    Uuid = Guid.NewGuid(),
+                    LogicalSize = disk.Size,
+                    SectorSize = disk.SectorSize,
+                    PayloadOffset = payloadOffset,
+                    Digest = KeyDigests.Create(dek),
+                    KeySlots = [WrapFor(disk, SetOf(disk), dek)],
+                    Created = DateTimeOffset.UtcNow,
+                };
+                await DiskContainer.WriteAsync(file, header, sequence: 1).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            File.Delete(temporary); // e.g. the key refused to wrap: leave nothing behind
+            throw;
         }
         File.Move(temporary, disk.Path);
     }

@@ -2,6 +2,8 @@ using ManagedDisks.BlockDevices;
 using ManagedDisks.Daemon.Configuration;
 using ManagedDisks.Encryption.Format;
 using ManagedDisks.Keys;
+using ManagedDisks.Keys.Agent;
+using ManagedDisks.Keys.Audit;
 using ManagedDisks.Nbd;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -17,20 +19,26 @@ internal sealed class NbdHostedService(DaemonSettings settings, DiskRegistry reg
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(settings.StateDir);
+        var audit = AuditLog.Open(settings.AuditLog);
+        var stores = new Dictionary<string, IKeyStore>();
         PlatformKeyStore platformKey;
         try
         {
             platformKey = PlatformKeyStore.OpenOrCreate(settings.PlatformKeyFile, settings.PlatformKeySecretFile);
+            foreach (var store in settings.KeyStores) stores[store.Name] = KeyStoreFactory.Open(store);
         }
         catch (KeyStoreException e)
         {
+            foreach (var store in stores.Values) store.Dispose();
             throw new ConfigException(e.Message);
         }
+        // Private keys stay loaded only while disks are opened; the DEKs then live in the disks.
         using (platformKey)
         {
             DaemonLog.PlatformKeyReady(logger, platformKey.KeyVersion, settings.PlatformKeyFile);
-            var opener = new EncryptedDiskOpener(platformKey, logger);
+            var opener = new EncryptedDiskOpener(new KeyAgent(stores, platformKey, audit), settings.EncryptionSets, logger);
             foreach (var disk in settings.Disks) await OpenDiskAsync(opener, disk).ConfigureAwait(false);
+            foreach (var store in stores.Values) store.Dispose();
         }
         if (settings.Disks.Count > 0 && _devices.Count == 0)
             throw new ConfigException("no disk could be opened (see the errors above); nothing to serve");
