@@ -14,10 +14,11 @@ serve.SetAction((parse, cancellationToken) => ServeCommand.RunAsync(parse.GetVal
 var diskName = new Argument<string>("NAME") { Description = "The disk's name ([[disk]] name)" };
 var diskShow = new Command("show", "Print a disk's metadata from its header; works whether or not the daemon runs") { diskName, jsonOption };
 diskShow.SetAction(parse => DiskShowCommand.RunAsync(parse.GetValue(diskName)!, parse.GetValue(configOption), parse.GetValue(jsonOption)));
-var disk = new Command("disk", "Inspect disks") { diskShow };
+var disk = new Command("disk", "Inspect and manage disks") { diskShow };
+AdminCommands.AddDiskCommands(disk, configOption);
 
 var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD")
 {
-    serve, disk, SetShowCommand.Build(configOption), VaultCommand.Build(configOption), AuditCommand.Build(configOption), configOption,
+    serve, disk, AdminCommands.Connections(configOption), AdminCommands.Keys(configOption), SetShowCommand.Build(configOption), VaultCommand.Build(configOption), AuditCommand.Build(configOption), ConfigShowCommand.Build(configOption), configOption,
 };
 return await root.Parse(args).InvokeAsync();

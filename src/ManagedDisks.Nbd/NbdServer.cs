@@ -83,17 +83,22 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             }
             if (client.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6) client.NoDelay = true;
 
-            var connection = new Connection(client);
+            var connection = new Connection(client, id, peer);
             _connections[id] = connection;
             connection.Task = RunConnectionAsync(id, client, peer);
         }
     }
 
-    private sealed class Connection(Socket socket)
+    private sealed class Connection(Socket socket, long id, string peer)
     {
         public Socket Socket { get; } = socket;
         public Task Task { get; set; } = Task.CompletedTask;
+        public NbdConnectionInfo Info { get; set; } = new(id, peer, null, DateTimeOffset.UtcNow);
     }
+
+    /// <summary>The open connections now, for the admin API.</summary>
+    public IReadOnlyList<NbdConnectionInfo> Connections =>
+        _connections.Values.Select(c => c.Info).OrderBy(c => c.Id).ToList();
 
     private async Task RunConnectionAsync(long id, Socket socket, string peer)
     {
@@ -120,6 +125,7 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             }
             if (session is null) return;
             NbdLog.Attached(logger, peer, session.Export.Name);
+            if (_connections.TryGetValue(id, out var connection)) connection.Info = connection.Info with { Export = session.Export.Name };
             await new Transmission(input, output, session, options, logger, peer).RunAsync(_stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)

@@ -40,7 +40,9 @@ internal static class ServeCommand
         builder.Services.AddSingleton<DiskRegistry>();
         builder.Services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<DiskRegistry>());
         builder.Services.AddSingleton<NbdServer>();
+        builder.Services.AddSingleton<DiskManager>();
         builder.Services.AddHostedService<NbdHostedService>();
+        builder.Services.AddHostedService<Admin.AdminApiService>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();

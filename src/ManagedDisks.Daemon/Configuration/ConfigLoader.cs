@@ -1,18 +1,22 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ManagedDisks.Nbd;
-using Tomlyn;
 
 namespace ManagedDisks.Daemon.Configuration;
 
-/// <summary>A configuration that cannot be used; the message lists every problem found.</summary>
+/// <summary>A configuration that cannot be used; the message lists every problem found, each with its line.</summary>
 internal sealed class ConfigException(string message) : Exception(message);
 
-/// <summary>Reads disks.toml (or the embedded default), validates all of it, and resolves paths.</summary>
+/// <summary>
+/// Reads disks.toml (or the embedded default), validates all of it against <see cref="ConfigSchema"/>
+/// and resolves paths. Every problem is collected, with the line of its key (or, for a missing key,
+/// of its table's header), and reported at once.
+/// </summary>
 internal static partial class ConfigLoader
 {
     public const string EmbeddedDefaultName = "(embedded default)";
     private const long MaxExportSize = long.MaxValue; // never above 2^63-1 (libnbd 1.18 release notes)
+    private const string NameRule = "1-64 characters of letters, digits, '.', '_' or '-'";
 
     public static DaemonSettings LoadFile(string path)
     {
@@ -36,124 +40,219 @@ internal static partial class ConfigLoader
 
     public static DaemonSettings Load(string text, string source, string baseDirectory)
     {
-        DisksConfigFile file;
-        try
-        {
-            file = TomlSerializer.Deserialize<DisksConfigFile>(text, new TomlSerializerOptions { SourceName = source })
-                   ?? new DisksConfigFile();
-        }
-        catch (TomlException e)
-        {
-            throw new ConfigException($"{source}: {e.Message}");
-        }
+        var problems = new ConfigProblems(source);
+        var root = LocatedToml.Parse(text, source, problems);
+        problems.ThrowIfAny(); // text that is not TOML has no keys to check
 
-        var errors = new List<string>();
-        var daemon = file.Daemon ?? new DaemonSection();
+        var tables = TopLevel(root, problems);
+        var daemon = tables.Daemon;
 
-        string stateDir = Path.GetFullPath(daemon.StateDir ?? "/var/lib/managed-disks", baseDirectory);
-
-        var listen = new List<ListenAddress>();
-        foreach (string entry in daemon.Listen ?? [$"unix:{Path.Combine(stateDir, "nbd.sock")}"])
-        {
-            if (ListenAddress.TryParse(entry, stateDir, out string? error) is { } address) listen.Add(address);
-            else errors.Add($"[daemon] listen: {error}");
-        }
-        if (daemon.Listen is { Count: 0 }) errors.Add("[daemon] listen: give at least one address, e.g. [\"unix:/run/managed-disks/nbd.sock\"]");
-
-        string adminSocket = Path.GetFullPath(daemon.AdminSocket ?? "admin.sock", stateDir);
-
+        string stateDir = ResolvePath(daemon, "state_dir", "/var/lib/managed-disks", baseDirectory, "[daemon]");
+        var listen = ReadListen(daemon, stateDir, problems);
+        string adminSocket = ResolvePath(daemon, "admin_socket", "admin.sock", stateDir, "[daemon]");
         string platformKeyFile = Path.Combine(stateDir, "keys", "platform-key.pem");
-        string platformKeySecret = Path.GetFullPath(daemon.PlatformKeySecret ?? Path.Combine("keys", "platform-key.secret"), stateDir);
+        string platformKeySecret = ResolvePath(daemon, "platform_key_secret", Path.Combine("keys", "platform-key.secret"), stateDir, "[daemon]");
 
         var server = new NbdServerOptions();
-        if (daemon.MaxConnections is { } maxConnections)
+        if (daemon.Integer("max_connections") is { } maxConnections)
         {
-            if (maxConnections is < 1 or > 100_000) errors.Add($"[daemon] max_connections: {maxConnections} is not between 1 and 100000");
+            if (maxConnections is < 1 or > 100_000) daemon.Problem("max_connections", $"[daemon] max_connections: {maxConnections} is not between 1 and 100000");
             else server = server with { MaxConnections = (int)maxConnections };
         }
-        if (daemon.HandshakeTimeout is { } handshake)
+        if (daemon.Duration("handshake_timeout") is { } handshake)
         {
             if (Units.TryParseDuration(handshake, out var timeout)) server = server with { HandshakeTimeout = timeout };
-            else errors.Add($"[daemon] handshake_timeout: '{handshake}' is not a duration like \"10s\" or \"1m\"");
+            else daemon.Problem("handshake_timeout", $"[daemon] handshake_timeout: '{handshake}' is not a duration like \"10s\" or \"1m\"");
         }
-        if (daemon.ConnectionInflightBytes is { } inflight)
+        if (daemon.Size("connection_inflight_bytes") is { } inflight)
         {
             if (Units.TryParseSize(inflight, out long bytes) && bytes >= 32L << 20) server = server with { MaxInFlightBytesPerConnection = bytes };
-            else errors.Add($"[daemon] connection_inflight_bytes: '{inflight}' is not a size of at least 32M (one maximum request)");
+            else daemon.Problem("connection_inflight_bytes", $"[daemon] connection_inflight_bytes: '{inflight}' is not a size of at least 32M (one maximum request)");
         }
 
         var keyStores = new List<KeyStoreSettings>();
-        foreach (var (store, index) in (file.KeyStores ?? []).Select((k, i) => (k, i)))
+        foreach (var store in tables.KeyStores)
         {
-            string where = store.Name is null ? $"[[key_store]] #{index + 1}" : $"[[key_store]] '{store.Name}'";
-            if (string.IsNullOrEmpty(store.Name) || !DiskName().IsMatch(store.Name) || store.Name == "platform")
+            if (ReadName(store, " (and not 'platform', the built-in store)") is not { } name) continue;
+            if (name == "platform")
             {
-                errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-' (and not 'platform', the built-in store)");
+                store.Problem("name", $"{store.Where}: name must not be 'platform', the built-in store");
                 continue;
             }
-            if (keyStores.Any(k => k.Name == store.Name)) errors.Add($"{where}: a key store with this name is declared twice");
-            string type = store.Type ?? "software";
-            if (type != "software") errors.Add($"{where}: type '{type}' is not supported; use \"software\"");
-            keyStores.Add(new KeyStoreSettings(store.Name, type,
-                Path.GetFullPath(store.Path ?? Path.Combine("vaults", store.Name), stateDir),
-                Path.GetFullPath(store.MasterKeyFile ?? Path.Combine("vaults", store.Name + ".master-key"), stateDir)));
+            if (keyStores.Any(k => k.Name == name)) store.Problem("name", $"{store.Where}: a key store with this name is declared twice");
+            string type = store.String("type") ?? "software";
+            if (type != "software") store.Problem("type", $"{store.Where}: type '{type}' is not supported; use \"software\"");
+            keyStores.Add(new KeyStoreSettings(name, type,
+                ResolvePath(store, "path", Path.Combine("vaults", name), stateDir, store.Where),
+                ResolvePath(store, "master_key_file", Path.Combine("vaults", name + ".master-key"), stateDir, store.Where)));
         }
 
         var sets = new List<EncryptionSetSettings>();
-        foreach (var (set, index) in (file.EncryptionSets ?? []).Select((e, i) => (e, i)))
+        foreach (var set in tables.EncryptionSets)
         {
-            string where = set.Name is null ? $"[[encryption_set]] #{index + 1}" : $"[[encryption_set]] '{set.Name}'";
-            if (string.IsNullOrEmpty(set.Name) || !DiskName().IsMatch(set.Name))
+            if (ReadName(set, "") is not { } name) continue;
+            if (sets.Any(e => e.Name == name)) set.Problem("name", $"{set.Where}: an encryption set with this name is declared twice");
+            string? keyStore = set.String("key_store");
+            if (keyStore is null)
             {
-                errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-'");
-                continue;
+                if (!set.Contains("key_store")) set.Problem("key_store", $"{set.Where}: key_store is missing (the name of a [[key_store]])");
             }
-            if (sets.Any(e => e.Name == set.Name)) errors.Add($"{where}: an encryption set with this name is declared twice");
-            if (set.KeyStore is null) errors.Add($"{where}: key_store is missing");
-            else if (keyStores.All(k => k.Name != set.KeyStore)) errors.Add($"{where}: key_store '{set.KeyStore}' is not a declared [[key_store]]");
-            if (string.IsNullOrEmpty(set.Key)) errors.Add($"{where}: key is missing (the name of a key in the store)");
-            sets.Add(new EncryptionSetSettings(set.Name, set.KeyStore ?? "", set.Key ?? "", set.KeyVersion, set.AutoRotate ?? false,
-                set.Identity ?? $"encryption-set:{set.Name}"));
+            else if (keyStores.All(k => k.Name != keyStore))
+            {
+                set.Problem("key_store", $"{set.Where}: key_store '{keyStore}' is not a declared [[key_store]]");
+            }
+            string? key = set.String("key");
+            if (key == "" || (key is null && !set.Contains("key"))) set.Problem("key", $"{set.Where}: key is missing (the name of a key in the store)");
+            sets.Add(new EncryptionSetSettings(name, keyStore ?? "", key ?? "", set.String("key_version"), set.Boolean("auto_rotate") ?? false,
+                set.String("identity") ?? $"encryption-set:{name}"));
         }
 
         var disks = new List<DiskSettings>();
         var names = new HashSet<string>(StringComparer.Ordinal);
         var paths = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (disk, index) in (file.Disks ?? []).Select((d, i) => (d, i)))
+        foreach (var disk in tables.Disks)
         {
-            string where = disk.Name is null ? $"[[disk]] #{index + 1}" : $"[[disk]] '{disk.Name}'";
-            if (string.IsNullOrEmpty(disk.Name) || !DiskName().IsMatch(disk.Name))
-            {
-                errors.Add($"{where}: name must be 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
-                continue;
-            }
-            bool firstOfName = names.Add(disk.Name);
-            if (!firstOfName) errors.Add($"{where}: a disk with this name is declared twice");
+            if (ReadName(disk, " (it is the NBD export name)") is not { } name) continue;
+            bool firstOfName = names.Add(name);
+            if (!firstOfName) disk.Problem("name", $"{disk.Where}: a disk with this name is declared twice");
 
             long size = 0;
-            if (disk.Size is null) errors.Add($"{where}: size is missing, e.g. size = \"10G\"");
-            else if (!Units.TryParseSize(disk.Size, out size) || size <= 0 || size > MaxExportSize)
-                errors.Add($"{where}: size '{disk.Size}' is not a size like \"512M\", \"10G\" or a byte count");
-            else if (size % 4096 != 0)
-                errors.Add($"{where}: size {size} is not a multiple of 4096 bytes, which kernels and file systems need");
+            if (!disk.Contains("size"))
+            {
+                disk.Problem("size", $"{disk.Where}: size is missing, e.g. size = \"10G\"");
+            }
+            else if (disk.Size("size") is { } sizeText) // null: a wrong type, already reported
+            {
+                if (!Units.TryParseSize(sizeText, out size) || size <= 0 || size > MaxExportSize)
+                    disk.Problem("size", $"{disk.Where}: size '{sizeText}' is not a size like \"512M\", \"10G\" or a byte count");
+                else if (size % 4096 != 0)
+                    disk.Problem("size", $"{disk.Where}: size {size} is not a multiple of 4096 bytes, which kernels and file systems need");
+            }
 
-            string path = Path.GetFullPath(disk.Path ?? Path.Combine("disks", disk.Name + ".img"), stateDir);
-            if (!paths.Add(path) && firstOfName) errors.Add($"{where}: backing file {path} is already used by another disk");
+            string path = ResolvePath(disk, "path", Path.Combine("disks", name + ".img"), stateDir, disk.Where);
+            if (!paths.Add(path) && firstOfName) disk.Problem("path", $"{disk.Where}: backing file {path} is already used by another disk");
 
-            long sectorSize = disk.SectorSize ?? 4096;
-            if (sectorSize is not (512 or 4096)) errors.Add($"{where}: sector_size must be 512 or 4096, not {sectorSize}");
+            long sectorSize = 4096;
+            if (disk.Size("sector_size") is { } sectorText && !(Units.TryParseSize(sectorText, out sectorSize) && sectorSize is 512 or 4096))
+            {
+                disk.Problem("sector_size", $"{disk.Where}: sector_size must be 512 or 4096, not {sectorText}");
+                sectorSize = 4096;
+            }
 
-            if (disk.EncryptionSet is not null && sets.All(e => e.Name != disk.EncryptionSet))
-                errors.Add($"{where}: encryption_set '{disk.EncryptionSet}' is not a declared [[encryption_set]]");
+            string? encryptionSet = disk.String("encryption_set");
+            if (encryptionSet is not null && sets.All(e => e.Name != encryptionSet))
+                disk.Problem("encryption_set", $"{disk.Where}: encryption_set '{encryptionSet}' is not a declared [[encryption_set]]");
 
-            disks.Add(new DiskSettings(disk.Name, size, path, disk.Description ?? "", disk.ReadOnly ?? false, (int)sectorSize, disk.DetectZeroes ?? false, disk.EncryptionSet));
+            disks.Add(new DiskSettings(name, size, path, disk.String("description") ?? "", disk.Boolean("read_only") ?? false, (int)sectorSize,
+                disk.Boolean("detect_zeroes") ?? false, encryptionSet));
         }
 
-        if (errors.Count > 0)
-            throw new ConfigException($"{source} has {errors.Count} problem{(errors.Count == 1 ? "" : "s")}:\n  " + string.Join("\n  ", errors));
+        problems.ThrowIfAny();
         return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets);
     }
 
+    private static List<ListenAddress> ReadListen(TableReader daemon, string stateDir, ConfigProblems problems)
+    {
+        var listen = new List<ListenAddress>();
+        var entries = daemon.StringList("listen");
+        // The default is reported on the state_dir line: that is what makes it too long.
+        foreach (var entry in entries ?? [new LocatedValue($"unix:{Path.Combine(stateDir, "nbd.sock")}", daemon.LineOf("state_dir"))])
+        {
+            if (ListenAddress.TryParse((string)entry.Value, stateDir, out string? error) is { } address) listen.Add(address);
+            else problems.Add(entry.Line, $"[daemon] listen: {error}");
+        }
+        if (entries is { Count: 0 }) daemon.Problem("listen", "[daemon] listen: give at least one address, e.g. [\"unix:/run/managed-disks/nbd.sock\"]");
+        return listen;
+    }
+
+    /// <summary>The table's name, or null (reported) when it is missing or not a valid name.</summary>
+    private static string? ReadName(TableReader table, string why)
+    {
+        string? name = table.String("name");
+        if (name is null && table.Contains("name")) return null; // the wrong type is already reported
+        if (string.IsNullOrEmpty(name) || !NamePattern().IsMatch(name))
+        {
+            table.Problem("name", name is null
+                ? $"{table.Where}: name is missing; add name = \"...\", {NameRule}{why}"
+                : $"{table.Where}: name must be {NameRule}{why}");
+            return null;
+        }
+        return name;
+    }
+
+    /// <summary>The key's path (or the default) made absolute against <paramref name="baseDirectory"/>.</summary>
+    private static string ResolvePath(TableReader table, string key, string fallback, string baseDirectory, string where)
+    {
+        string? value = table.Path(key);
+        if (value is "" or null && table.Contains(key))
+        {
+            if (value == "") table.Problem(key, $"{where} {key}: the path is empty; remove the key to use the default, {fallback}");
+            return Path.GetFullPath(fallback, baseDirectory);
+        }
+        try
+        {
+            return Path.GetFullPath(value ?? fallback, baseDirectory);
+        }
+        catch (ArgumentException e)
+        {
+            table.Problem(key, $"{where} {key}: '{value}' is not a usable path: {e.Message}");
+            return Path.GetFullPath(fallback, baseDirectory);
+        }
+    }
+
+    private sealed record TopLevelTables(TableReader Daemon, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
+
+    /// <summary>Sorts the document's top level into the known tables; anything else, or a table of the wrong shape, is a problem.</summary>
+    private static TopLevelTables TopLevel(LocatedTable root, ConfigProblems problems)
+    {
+        TableReader? daemon = null;
+        var arrays = ConfigSchema.Tables.Where(t => t.IsArray).ToDictionary(t => t.Name, _ => new List<TableReader>());
+        foreach (var (key, value) in root.Entries)
+        {
+            var schema = ConfigSchema.FindTable(key);
+            bool isTable = value.Value is LocatedTable;
+            bool isTableArray = value.Value is List<LocatedValue> { Count: > 0 } list && list.All(v => v.Value is LocatedTable);
+            if (schema is null)
+            {
+                var owners = ConfigSchema.Tables.Where(t => t.Find(key) is not null).Select(t => t.Header).ToList();
+                problems.Add(value.Line, isTable || isTableArray
+                    ? $"unknown table [{key}]{ConfigSuggestions.ForTable(key)}"
+                    : $"'{key}' is outside any table; " + (owners.Count > 0
+                        ? $"it is a key of {string.Join(" and ", owners)}: move it below that header"
+                        : "keys belong below a table header such as [daemon]"));
+            }
+            else if (!schema.IsArray && isTable)
+            {
+                daemon = Reader((LocatedTable)value.Value, schema, problems, 0);
+            }
+            else if (schema.IsArray && isTableArray)
+            {
+                foreach (var (element, index) in ((List<LocatedValue>)value.Value).Select((v, i) => (v, i)))
+                    arrays[key].Add(Reader((LocatedTable)element.Value, schema, problems, index));
+            }
+            else
+            {
+                problems.Add(value.Line, schema.IsArray
+                    ? isTable
+                        ? $"[{key}] must be written {schema.Header}, one per {key.Replace('_', ' ')}"
+                        : $"'{key}' must be {schema.Header} tables, not {TableReader.Describe(value.Value)}"
+                    : isTableArray
+                        ? $"{schema.Header} is one table; write {schema.Header}, not [[{key}]]"
+                        : $"'{key}' must be the table {schema.Header}, not {TableReader.Describe(value.Value)}");
+            }
+        }
+        return new TopLevelTables(daemon ?? new TableReader(new LocatedTable(0), ConfigSchema.Daemon, problems, "[daemon]"),
+            arrays[ConfigSchema.KeyStore.Name], arrays[ConfigSchema.EncryptionSet.Name], arrays[ConfigSchema.Disk.Name]);
+    }
+
+    private static TableReader Reader(LocatedTable table, ConfigTable schema, ConfigProblems problems, int index)
+    {
+        var reader = new TableReader(table, schema, problems, schema.Header);
+        if (schema.IsArray) reader.Where = reader.String("name") is { } name ? $"{schema.Header} '{name}'" : $"{schema.Header} #{index + 1}";
+        reader.CheckKeys();
+        return reader;
+    }
+
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
-    private static partial Regex DiskName();
+    private static partial Regex NamePattern();
 }

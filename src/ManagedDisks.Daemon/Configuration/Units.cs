@@ -44,6 +44,14 @@ internal static class Units
         return true;
     }
 
+    /// <summary>The duration as <see cref="TryParseDuration"/> reads it back: "10s", "5m", "250ms".</summary>
+    public static string FormatDuration(TimeSpan duration)
+    {
+        foreach (var (unit, length) in new[] { ("d", TimeSpan.FromDays(1)), ("h", TimeSpan.FromHours(1)), ("m", TimeSpan.FromMinutes(1)), ("s", TimeSpan.FromSeconds(1)) })
+            if (duration >= length && duration.Ticks % length.Ticks == 0) return $"{duration.Ticks / length.Ticks}{unit}";
+        return $"{duration.TotalMilliseconds.ToString("0.####", CultureInfo.InvariantCulture)}ms";
+    }
+
     public static string FormatSize(long bytes)
     {
         string[] units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -14,7 +14,7 @@ namespace ManagedDisks.Daemon.Hosting;
 /// </summary>
 internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<EncryptionSetSettings> sets, ILogger logger)
 {
-    public async Task<EncryptedDisk> OpenOrCreateAsync(DiskSettings disk)
+    public async Task<OpenedDisk> OpenOrCreateAsync(DiskSettings disk)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(disk.Path)!);
         if (!File.Exists(disk.Path))
@@ -56,15 +56,37 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
                 await DiskContainer.WriteAsync(file, header, opened.Sequence + 1).ConfigureAwait(false);
                 for (int copy = 0; copy < 2; copy++)
                     if (opened.CopyProblems[copy] is { } problem) DaemonLog.HeaderRepaired(logger, disk.Name, copy, disk.Path, problem);
+                opened = opened with { Sequence = opened.Sequence + 1 };
             }
             if (header.LogicalSize != disk.Size) DaemonLog.SizeMismatch(logger, disk.Name, disk.Size, disk.Path, header.LogicalSize);
-            return new EncryptedDisk(file, cipher, header.PayloadOffset, header.LogicalSize, header.SectorSize, disk.DetectZeroes);
+            var device = new EncryptedDisk(file, cipher, header.PayloadOffset, header.LogicalSize, header.SectorSize, disk.DetectZeroes);
+            return new OpenedDisk(disk, file, device, header, opened.Sequence);
         }
         catch
         {
             await file.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Moves a served disk to another encryption set (or back to the platform key): the DEK is
+    /// unwrapped with the current slot, wrapped for the new key, and the header rewritten
+    /// crash-safely beside the payload, while clients keep doing I/O.
+    /// </summary>
+    public async Task<OpenedDisk> RewrapAsync(OpenedDisk disk, EncryptionSetSettings? newSet)
+    {
+        var slot = disk.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
+                   ?? throw new DiskFormatException($"disk {disk.Settings.Name} is wrapped only by keys no configured encryption set uses");
+        var settings = disk.Settings with { EncryptionSet = newSet?.Name };
+        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, settings.Name);
+        if (!KeyDigests.Matches(dek, disk.Header.Digest))
+            throw new DiskFormatException($"the key unwrapped for {settings.Path} does not match the disk's digest");
+        var newSlot = WrapFor(settings, newSet, dek);
+        var header = disk.Header with { KeySlots = [newSlot] };
+        await DiskContainer.WriteAsync(disk.File, header, disk.Sequence + 1).ConfigureAwait(false);
+        DaemonLog.DiskRewrapped(logger, settings.Name, $"{slot.KeyStore}/{slot.KeyName}", $"{newSlot.KeyStore}/{newSlot.KeyName}/{newSlot.KeyVersion}");
+        return disk with { Settings = settings, Header = header, Sequence = disk.Sequence + 1 };
     }
 
     private EncryptionSetSettings? SetOf(DiskSettings disk) =>

@@ -1,0 +1,30 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ManagedDisks.Daemon.Admin;
+
+// The admin API's JSON shapes, shared by the daemon and the CLI (snake_case on the wire).
+
+internal sealed record DiskView(
+    string Name, long Size, int SectorSize, string? EncryptionSet, string KeyStore, string Key, string KeyVersion,
+    string BackingFile, int Connections);
+
+internal sealed record ConnectionView(long Id, string Peer, string? Export, DateTimeOffset Since);
+
+internal sealed record KeyStatusView(string EncryptionSet, string Identity, string KeyStore, string Key, string? KeyVersion, string KeyState, string GrantedOperations);
+
+internal sealed record CreateDiskRequest(string Name, string Size, int? SectorSize, string? EncryptionSet, string? Description);
+
+internal sealed record MoveDiskRequest(string? EncryptionSet);
+
+internal sealed record ErrorView(string Error);
+
+internal static class AdminJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        WriteIndented = true,
+    };
+}

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Text.Json;
+using ManagedDisks.Daemon.Admin;
+using ManagedDisks.Daemon.Configuration;
+
+namespace ManagedDisks.Daemon.Commands;
+
+/// <summary>Commands that act on the running daemon through its admin API.</summary>
+internal static class AdminCommands
+{
+    /// <summary>Adds <c>disk list</c>, <c>disk create</c> and <c>disk move</c> to the <c>disk</c> command.</summary>
+    public static void AddDiskCommands(Command disk, Option<string?> configOption)
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON for scripts" };
+        var list = new Command("list", "List the disks the running daemon serves, with their keys and connections") { json };
+        list.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+        {
+            var disks = await client.SendAsync<List<DiskView>>(HttpMethod.Get, "v1/disks");
+            if (parse.GetValue(json)) Print(disks);
+            else foreach (var d in disks)
+                Console.WriteLine($"{d.Name,-16} {Units.FormatSize(d.Size),10}  sector {d.SectorSize,4}  key {d.KeyStore}/{d.Key}@{d.KeyVersion}  set {d.EncryptionSet ?? "(platform key)"}  {d.Connections} connection(s)");
+        }));
+
+        var name = new Argument<string>("NAME") { Description = "The new disk's name (its NBD export name)" };
+        var size = new Option<string>("--size") { Description = "Size, e.g. 10G", Required = true };
+        var sectorSize = new Option<int>("--sector-size") { Description = "Encryption unit: 4096 (default) or 512", DefaultValueFactory = _ => 4096 };
+        var set = new Option<string?>("--encryption-set") { Description = "Wrap the DEK with this set's key (default: the platform key)" };
+        var description = new Option<string?>("--description") { Description = "Shown by nbdinfo --list" };
+        var create = new Command("create", "Create a disk in the running daemon and serve it at once (kept across restarts)") { name, size, sectorSize, set, description };
+        create.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<DiskView>(HttpMethod.Post, "v1/disks",
+                new CreateDiskRequest(parse.GetValue(name)!, parse.GetValue(size)!, parse.GetValue(sectorSize), parse.GetValue(set), parse.GetValue(description))))));
+
+        var moveName = new Argument<string>("NAME") { Description = "The disk to move" };
+        var target = new Option<string?>("--encryption-set") { Description = "The set whose key will wrap the DEK" };
+        var platform = new Option<bool>("--platform-key") { Description = "Go back to the platform key" };
+        var move = new Command("move", "Re-wrap a served disk's DEK for another encryption set; data and clients are untouched") { moveName, target, platform };
+        move.SetAction(parse =>
+        {
+            if (parse.GetValue(target) is null == !parse.GetValue(platform))
+            {
+                Console.Error.WriteLine("managed-disks: give exactly one of --encryption-set SET or --platform-key");
+                return Task.FromResult(1);
+            }
+            return Call(parse.GetValue(configOption), async client =>
+                Print(await client.SendAsync<DiskView>(HttpMethod.Put, $"v1/disks/{Uri.EscapeDataString(parse.GetValue(moveName)!)}/encryption-set",
+                    new MoveDiskRequest(parse.GetValue(target)))));
+        });
+
+        disk.Subcommands.Add(list);
+        disk.Subcommands.Add(create);
+        disk.Subcommands.Add(move);
+    }
+
+    public static Command Connections(Option<string?> configOption)
+    {
+        var command = new Command("connections", "List the NBD clients connected to the running daemon (JSON)");
+        command.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<List<ConnectionView>>(HttpMethod.Get, "v1/connections"))));
+        return command;
+    }
+
+    public static Command Keys(Option<string?> configOption)
+    {
+        var command = new Command("keys", "Show the state of every encryption set's key as the running daemon sees it (JSON)");
+        command.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<List<KeyStatusView>>(HttpMethod.Get, "v1/keys"))));
+        return command;
+    }
+
+    private static void Print<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, AdminJson.Options));
+
+    private static async Task<int> Call(string? configPath, Func<AdminClient, Task> action)
+    {
+        if (AuditCommand.Settings(configPath) is not { } settings) return 2;
+        using var client = new AdminClient(settings.AdminSocket);
+        try
+        {
+            await action(client);
+            return 0;
+        }
+        catch (AdminClientException e)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}");
+            return 1;
+        }
+    }
+}
