@@ -169,4 +169,66 @@ public class CustomerKeyTests
         await File.WriteAllLinesAsync(log, original);
         await CliOkAsync(s, "audit", "verify");
     }
+
+    [Test]
+    public async Task AnExpiredKeyIsRefusedWithTheCommandThatExtendsIt()
+    {
+        var s = NewSetup(DaemonProcess.Disk("plain", "8M") + DaemonProcess.Disk("disk1", "8M", "encryption_set = \"des1\""));
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "create", "kek1", "--size", "2048");
+        await CliOkAsync(s, "vault", "--store", "vault1", "grant", "--key", "kek1", "--identity", "encryption-set:des1", "--ops", "wrapKey,unwrapKey");
+        await using (var d = await StartAsync(s))
+            await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x44 0 64k", d.Uri("disk1"));
+
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "set-expiry", "kek1", "--expires", DateTimeOffset.UtcNow.AddMinutes(-1).ToString("O"));
+        await using (var d = await StartAsync(s))
+            Assert.That(d.Output, Does.Contain("Disk 'disk1' is not served").And.Contain("is expired").And.Contain("key set-expiry kek1"));
+
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "set-expiry", "kek1", "--expires", "none");
+        await using (var d = await StartAsync(s))
+            await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "read -P 0x44 0 64k", d.Uri("disk1"));
+        var audit = (await CliOkAsync(s, "audit", "--json")).StdOut;
+        Assert.That(audit, Does.Contain("\"denied\""), "the refused unwrap is audited");
+    }
+
+    [Test]
+    public async Task AVaultLockedByAnotherAdminIsReportedAndNothingIsLost()
+    {
+        var s = NewSetup(DaemonProcess.Disk("disk1", "8M"));
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "create", "kek1", "--size", "2048");
+        string lockFile = Directory.GetFiles(Path.Combine(s.StateDir, "vaults", "vault1"), "*.lock").Single();
+
+        // Another admin holds the vault's lock (python's flock, independent of our code).
+        string holder = Path.Combine(s.WorkDir, "hold.py");
+        await File.WriteAllTextAsync(holder, "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n");
+        var info = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", [holder, lockFile]) { RedirectStandardInput = true, RedirectStandardOutput = true };
+        using var hold = System.Diagnostics.Process.Start(info)!;
+        Assert.That(await hold.StandardOutput.ReadLineAsync(), Is.EqualTo("locked"));
+
+        var blocked = await CliAsync(s, "vault", "--store", "vault1", "key", "rotate", "kek1");
+        Assert.That(blocked.ExitCode, Is.EqualTo(1), blocked.ToString());
+        Assert.That(blocked.StdErr, Does.Contain("busy"));
+
+        hold.StandardInput.Close();
+        await hold.WaitForExitAsync();
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "rotate", "kek1");
+        var key = JsonDocument.Parse((await CliOkAsync(s, "vault", "--store", "vault1", "key", "show", "kek1", "--json")).StdOut).RootElement;
+        Assert.That(key.GetProperty("versions").GetArrayLength(), Is.EqualTo(2), "the first version survives and the retried rotation added one");
+    }
+
+    [Test]
+    public async Task AGrantGivenWhileTheDaemonRunsOpensTheDiskWithinThePollInterval()
+    {
+        var s = NewSetup(DaemonProcess.Disk("disk1", "8M", "encryption_set = \"des1\""));
+        await File.WriteAllTextAsync(s.Config, (await File.ReadAllTextAsync(s.Config)) + "\n[timers]\nkey_poll_interval = \"1s\"\n");
+        await CliOkAsync(s, "vault", "--store", "vault1", "key", "create", "kek1", "--size", "2048");
+
+        // Its only disk waits for a key, so the daemon waits too instead of exiting.
+        await using var d = await StartAsync(s);
+        Assert.That(d.Output, Does.Contain("Disk 'disk1' is not served"));
+        Assert.That((await Tool.RunAsync("nbdinfo", ["--size", d.Uri("disk1")])).ExitCode, Is.Not.Zero);
+
+        await CliOkAsync(s, "vault", "--store", "vault1", "grant", "--key", "kek1", "--identity", "encryption-set:des1", "--ops", "wrapKey,unwrapKey");
+        await d.WaitForLogAsync("Disk 'disk1' is served now");
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x3 0 4k", "-c", "read -P 0x3 0 4k", d.Uri("disk1"));
+    }
 }

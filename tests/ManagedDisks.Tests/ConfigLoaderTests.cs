@@ -448,4 +448,34 @@ public class ConfigLoaderTests
     [Test]
     public void TomlStringsAreEscaped() =>
         Assert.That(EffectiveConfiguration.TomlString("a\"b\\c\nd\u0001"), Is.EqualTo("\"a\\\"b\\\\c\\nd\\u0001\""));
+
+    [Test]
+    [NonParallelizable]
+    public void SecretFilesMayComeFromSystemdCredentials()
+    {
+        const string toml = """
+            [daemon]
+            state_dir = "/srv/md"
+            platform_key_secret = "credential:platform"
+            [[key_store]]
+            name = "vault1"
+            master_key_file = "credential:vault1-master"
+            """;
+        string? saved = Environment.GetEnvironmentVariable("CREDENTIALS_DIRECTORY");
+        try
+        {
+            Environment.SetEnvironmentVariable("CREDENTIALS_DIRECTORY", "/run/credentials/managed-disks.service");
+            var settings = ConfigLoader.Load(toml, "c.toml", "/");
+            Assert.That(settings.PlatformKeySecretFile, Is.EqualTo("/run/credentials/managed-disks.service/platform"));
+            Assert.That(settings.KeyStores.Single().MasterKeyFile, Is.EqualTo("/run/credentials/managed-disks.service/vault1-master"));
+
+            Environment.SetEnvironmentVariable("CREDENTIALS_DIRECTORY", null);
+            var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(toml, "c.toml", "/"))!;
+            Assert.That(e.Message, Does.Contain("c.toml has 2 problems").And.Contain("LoadCredential=vault1-master:"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("CREDENTIALS_DIRECTORY", saved);
+        }
+    }
 }

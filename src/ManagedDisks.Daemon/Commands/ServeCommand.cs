@@ -43,6 +43,7 @@ internal static class ServeCommand
         builder.Services.AddSingleton<DiskManager>();
         builder.Services.AddHostedService<NbdHostedService>();
         builder.Services.AddHostedService<Admin.AdminApiService>();
+        builder.Services.AddHostedService<KeyPoller>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();

@@ -51,7 +51,14 @@ internal static partial class ConfigLoader
         var listen = ReadListen(daemon, stateDir, problems);
         string adminSocket = ResolvePath(daemon, "admin_socket", "admin.sock", stateDir, "[daemon]");
         string platformKeyFile = Path.Combine(stateDir, "keys", "platform-key.pem");
-        string platformKeySecret = ResolvePath(daemon, "platform_key_secret", Path.Combine("keys", "platform-key.secret"), stateDir, "[daemon]");
+        string platformKeySecret = ResolveSecretPath(daemon, "platform_key_secret", Path.Combine("keys", "platform-key.secret"), stateDir, "[daemon]");
+
+        var keyPollInterval = TimeSpan.FromMinutes(5);
+        if (tables.Timers.Duration("key_poll_interval") is { } poll)
+        {
+            if (Units.TryParseDuration(poll, out var interval)) keyPollInterval = interval;
+            else tables.Timers.Problem("key_poll_interval", $"[timers] key_poll_interval: '{poll}' is not a duration like \"30s\" or \"5m\"");
+        }
 
         var server = new NbdServerOptions();
         if (daemon.Integer("max_connections") is { } maxConnections)
@@ -84,7 +91,7 @@ internal static partial class ConfigLoader
             if (type != "software") store.Problem("type", $"{store.Where}: type '{type}' is not supported; use \"software\"");
             keyStores.Add(new KeyStoreSettings(name, type,
                 ResolvePath(store, "path", Path.Combine("vaults", name), stateDir, store.Where),
-                ResolvePath(store, "master_key_file", Path.Combine("vaults", name + ".master-key"), stateDir, store.Where)));
+                ResolveSecretPath(store, "master_key_file", Path.Combine("vaults", name + ".master-key"), stateDir, store.Where)));
         }
 
         var sets = new List<EncryptionSetSettings>();
@@ -148,7 +155,10 @@ internal static partial class ConfigLoader
         }
 
         problems.ThrowIfAny();
-        return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets);
+        return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets)
+        {
+            KeyPollInterval = keyPollInterval,
+        };
     }
 
     private static List<ListenAddress> ReadListen(TableReader daemon, string stateDir, ConfigProblems problems)
@@ -181,6 +191,27 @@ internal static partial class ConfigLoader
     }
 
     /// <summary>The key's path (or the default) made absolute against <paramref name="baseDirectory"/>.</summary>
+    /// <summary>
+    /// A secret file may be given as <c>credential:NAME</c>: the file systemd passes with
+    /// <c>LoadCredential=NAME:...</c>, found in <c>$CREDENTIALS_DIRECTORY</c>, so the secret
+    /// need not sit on the same disk as the data it protects.
+    /// </summary>
+    private static string ResolveSecretPath(TableReader table, string key, string fallback, string baseDirectory, string where)
+    {
+        string? value = table.Path(key);
+        if (value is null || !value.StartsWith("credential:", StringComparison.Ordinal))
+            return ResolvePath(table, key, fallback, baseDirectory, where);
+        string name = value["credential:".Length..];
+        string? directory = Environment.GetEnvironmentVariable("CREDENTIALS_DIRECTORY");
+        if (name.Length == 0 || name.Contains('/'))
+            table.Problem(key, $"{where} {key}: '{value}' must name one credential, e.g. credential:vault-master-key");
+        else if (string.IsNullOrEmpty(directory))
+            table.Problem(key, $"{where} {key}: '{value}' needs systemd's CREDENTIALS_DIRECTORY; add LoadCredential={name}:/path/to/file to the service, or give a file path");
+        else
+            return Path.Combine(directory, name);
+        return Path.GetFullPath(fallback, baseDirectory);
+    }
+
     private static string ResolvePath(TableReader table, string key, string fallback, string baseDirectory, string where)
     {
         string? value = table.Path(key);
@@ -200,12 +231,12 @@ internal static partial class ConfigLoader
         }
     }
 
-    private sealed record TopLevelTables(TableReader Daemon, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
+    private sealed record TopLevelTables(TableReader Daemon, TableReader Timers, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
 
     /// <summary>Sorts the document's top level into the known tables; anything else, or a table of the wrong shape, is a problem.</summary>
     private static TopLevelTables TopLevel(LocatedTable root, ConfigProblems problems)
     {
-        TableReader? daemon = null;
+        var singles = new Dictionary<string, TableReader>();
         var arrays = ConfigSchema.Tables.Where(t => t.IsArray).ToDictionary(t => t.Name, _ => new List<TableReader>());
         foreach (var (key, value) in root.Entries)
         {
@@ -223,7 +254,7 @@ internal static partial class ConfigLoader
             }
             else if (!schema.IsArray && isTable)
             {
-                daemon = Reader((LocatedTable)value.Value, schema, problems, 0);
+                singles[key] = Reader((LocatedTable)value.Value, schema, problems, 0);
             }
             else if (schema.IsArray && isTableArray)
             {
@@ -241,7 +272,8 @@ internal static partial class ConfigLoader
                         : $"'{key}' must be the table {schema.Header}, not {TableReader.Describe(value.Value)}");
             }
         }
-        return new TopLevelTables(daemon ?? new TableReader(new LocatedTable(0), ConfigSchema.Daemon, problems, "[daemon]"),
+        TableReader Single(ConfigTable schema) => singles.GetValueOrDefault(schema.Name) ?? new TableReader(new LocatedTable(0), schema, problems, schema.Header);
+        return new TopLevelTables(Single(ConfigSchema.Daemon), Single(ConfigSchema.Timers),
             arrays[ConfigSchema.KeyStore.Name], arrays[ConfigSchema.EncryptionSet.Name], arrays[ConfigSchema.Disk.Name]);
     }
 

@@ -44,6 +44,11 @@ internal static class ConfigSchema
         new("platform_key_secret", ConfigValueKind.Path),
     ]);
 
+    public static readonly ConfigTable Timers = new("timers", IsArray: false,
+    [
+        new("key_poll_interval", ConfigValueKind.Duration),
+    ]);
+
     public static readonly ConfigTable KeyStore = new("key_store", IsArray: true,
     [
         new("name", ConfigValueKind.String),
@@ -74,7 +79,7 @@ internal static class ConfigSchema
         new("encryption_set", ConfigValueKind.String),
     ]);
 
-    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, KeyStore, EncryptionSet, Disk];
+    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, Timers, KeyStore, EncryptionSet, Disk];
 
     public static ConfigTable? FindTable(string name) => Tables.FirstOrDefault(t => t.Name == name);
 }

@@ -16,6 +16,9 @@ internal sealed record DaemonSettings(
     IReadOnlyList<KeyStoreSettings> KeyStores,
     IReadOnlyList<EncryptionSetSettings> EncryptionSets)
 {
+    /// <summary>How often the daemon re-reads key state, e.g. to open a disk whose key was granted since start.</summary>
+    public TimeSpan KeyPollInterval { get; init; } = TimeSpan.FromMinutes(5);
+
     public string AuditLog => System.IO.Path.Combine(StateDir, "audit.log");
 }
 

@@ -31,6 +31,7 @@ internal sealed record EffectiveConfiguration(string Source, IReadOnlyList<Effec
                 ("handshake_timeout", Units.FormatDuration(settings.Server.HandshakeTimeout)),
                 ("connection_inflight_bytes", settings.Server.MaxInFlightBytesPerConnection),
                 ("platform_key_secret", settings.PlatformKeySecretFile)),
+            Table(ConfigSchema.Timers, ("key_poll_interval", Units.FormatDuration(settings.KeyPollInterval))),
         };
         tables.AddRange(settings.KeyStores.Select(k => Table(ConfigSchema.KeyStore,
             ("name", k.Name), ("type", k.Type), ("path", k.Path), ("master_key_file", k.MasterKeyFile))));

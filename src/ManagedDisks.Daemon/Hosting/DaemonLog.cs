@@ -26,6 +26,9 @@ internal static partial class DaemonLog
     [LoggerMessage(2006, LogLevel.Information, "Disk '{Disk}' moved from key {From} to {To}: DEK re-wrapped, data untouched")]
     public static partial void DiskRewrapped(ILogger logger, string disk, string from, string to);
 
+    [LoggerMessage(2007, LogLevel.Information, "Disk '{Disk}' is served now: its key became usable")]
+    public static partial void DiskRecovered(ILogger logger, string disk);
+
     [LoggerMessage(2010, LogLevel.Information, "ManagedDisks ready: {Disks} disk(s) on {Endpoints}")]
     public static partial void Ready(ILogger logger, int disks, string endpoints);
 

@@ -22,10 +22,16 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly Dictionary<string, OpenedDisk> _disks = new(StringComparer.Ordinal);
     private readonly object _gate = new();
+    private readonly Dictionary<string, DiskSettings> _waitingForKeys = new(StringComparer.Ordinal);
 
     public IReadOnlyList<OpenedDisk> Disks
     {
         get { lock (_gate) return _disks.Values.OrderBy(d => d.Settings.Name, StringComparer.Ordinal).ToList(); }
+    }
+
+    public int WaitingForKeys
+    {
+        get { lock (_gate) return _waitingForKeys.Count; }
     }
 
     /// <summary>Opens every configured disk; one that fails is logged and skipped.</summary>
@@ -35,18 +41,53 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         using var keys = OpenKeys();
         DaemonLog.PlatformKeyReady(logger, keys.PlatformKeyVersion, settings.PlatformKeyFile);
         var opener = new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger);
-        foreach (var disk in disks)
-        {
-            try
-            {
-                Serve(await opener.OpenOrCreateAsync(disk).ConfigureAwait(false));
-            }
-            catch (Exception e) when (e is BlockDeviceException or DiskFormatException or KeyStoreException or IOException or UnauthorizedAccessException)
-            {
-                DaemonLog.DiskFailed(logger, disk.Name, e.Message); // one bad disk must not take the others down
-            }
-        }
+        foreach (var disk in disks) await TryOpenAsync(opener, disk).ConfigureAwait(false);
         return disks.Count;
+    }
+
+    private async Task<bool> TryOpenAsync(EncryptedDiskOpener opener, DiskSettings disk)
+    {
+        try
+        {
+            Serve(await opener.OpenOrCreateAsync(disk).ConfigureAwait(false));
+            lock (_gate) _waitingForKeys.Remove(disk.Name);
+            return true;
+        }
+        catch (KeyStoreException e)
+        {
+            // A key problem can be fixed from outside (a grant, an enable): the poller tries again.
+            lock (_gate) _waitingForKeys[disk.Name] = disk;
+            DaemonLog.DiskFailed(logger, disk.Name, e.Message);
+        }
+        catch (Exception e) when (e is BlockDeviceException or DiskFormatException or IOException or UnauthorizedAccessException)
+        {
+            DaemonLog.DiskFailed(logger, disk.Name, e.Message); // one bad disk must not take the others down
+        }
+        return false;
+    }
+
+    /// <summary>Opens the disks that were refused for a key reason, if their keys can now be used.</summary>
+    public async Task RetryWaitingAsync()
+    {
+        List<DiskSettings> waiting;
+        lock (_gate) waiting = _waitingForKeys.Values.ToList();
+        if (waiting.Count == 0) return;
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            using var keys = OpenKeys();
+            var opener = new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger);
+            foreach (var disk in waiting)
+                if (await TryOpenAsync(opener, disk).ConfigureAwait(false)) DaemonLog.DiskRecovered(logger, disk.Name);
+        }
+        catch (ConfigException e)
+        {
+            DaemonLog.DiskFailed(logger, "(key stores)", e.Message);
+        }
+        finally
+        {
+            _changes.Release();
+        }
     }
 
     public async Task<OpenedDisk> CreateAsync(string name, long size, int sectorSize, string? encryptionSet, string description)

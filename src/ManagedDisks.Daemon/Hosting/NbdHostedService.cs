@@ -19,8 +19,9 @@ internal sealed class NbdHostedService(DaemonSettings settings, DiskRegistry reg
     {
         Directory.CreateDirectory(settings.StateDir);
         int declared = await disks.OpenAllAsync().ConfigureAwait(false);
-        if (declared > 0 && disks.Disks.Count == 0)
+        if (declared > 0 && disks.Disks.Count == 0 && disks.WaitingForKeys == 0)
             throw new ConfigException("no disk could be opened (see the errors above); nothing to serve");
+        // Disks refused for a key reason are retried by the key poller.
 
         var endpoints = new List<string>();
         foreach (var address in settings.Listen)
