@@ -8,36 +8,8 @@ namespace ManagedDisks.IntegrationTests;
 /// and qemu-io, fio's nbd engine and nbd-client. Each test starts its own daemon with two disks.
 /// </summary>
 [TestFixture]
-public sealed class ClientToolsTests
+public sealed class ClientToolsTests : TwoDiskTests
 {
-    private const long MiB = 1 << 20;
-    private const long Disk0Size = 64 * MiB;
-    private const long Disk1Size = 32 * MiB;
-    private const string Disk0Description = "first test disk";
-
-    private readonly List<string> _workDirs = [];
-
-    private async Task<DaemonProcess> StartTwoDisksAsync(bool tcp = false)
-    {
-        var daemon = await DaemonProcess.StartAsync(
-            DaemonProcess.Disk("disk0", "64M", $"description = \"{Disk0Description}\"") + DaemonProcess.Disk("disk1", "32M"),
-            tcp: tcp);
-        _workDirs.Add(daemon.WorkDir);
-        return daemon;
-    }
-
-    /// <summary>Work folders (disk images, copies) are removed after a pass and kept after a failure.</summary>
-    [TearDown]
-    public void RemoveWorkDirs()
-    {
-        if (TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Passed)
-            foreach (string dir in _workDirs)
-                try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        _workDirs.Clear();
-    }
-
-    private static string DiskFile(DaemonProcess daemon, string name) => Path.Combine(daemon.StateDir, "disks", name + ".img");
-
     /// <summary>Bytes allocated to a file (st_blocks × 512), as stat(1) reports them.</summary>
     private static async Task<long> AllocatedBytesAsync(string path)
     {
@@ -188,7 +160,7 @@ public sealed class ClientToolsTests
     public async Task SectorSize512Disk_AdvertisesAndEncrypts512ByteSectors()
     {
         var d = await DaemonProcess.StartAsync(DaemonProcess.Disk("small", "16M", "sector_size = 512"));
-        _workDirs.Add(d.WorkDir);
+        CleanUpAfterPass(d);
         await using var _ = d;
         string uri = d.Uri("small");
         var e = ParseJson(await Tool.RunOkAsync("nbdinfo", "--json", uri)).GetProperty("exports")[0];

@@ -7,33 +7,8 @@ namespace ManagedDisks.IntegrationTests;
 /// daemon with two disks. Each script asserts protocol behaviour and prints "OK name" last.
 /// </summary>
 [TestFixture]
-public sealed class NbdshTests
+public sealed class NbdshTests : TwoDiskTests
 {
-    private const long Disk0Size = 64L << 20;
-    private const long Disk1Size = 32L << 20;
-    private const string Disk0Description = "first test disk";
-
-    private readonly List<string> _workDirs = [];
-
-    private async Task<DaemonProcess> StartTwoDisksAsync(bool tcp = false)
-    {
-        var daemon = await DaemonProcess.StartAsync(
-            DaemonProcess.Disk("disk0", "64M", $"description = \"{Disk0Description}\"") + DaemonProcess.Disk("disk1", "32M"),
-            tcp: tcp);
-        _workDirs.Add(daemon.WorkDir);
-        return daemon;
-    }
-
-    /// <summary>Work folders (disk images, copies) are removed after a pass and kept after a failure.</summary>
-    [TearDown]
-    public void RemoveWorkDirs()
-    {
-        if (TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Passed)
-            foreach (string dir in _workDirs)
-                try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        _workDirs.Clear();
-    }
-
     /// <summary>Like <see cref="Tool.NbdshScriptAsync"/>, with extra environment for the script.</summary>
     private static async Task<ToolResult> RunScriptAsync(DaemonProcess daemon, string script, string uri,
         Dictionary<string, string>? environment = null)
@@ -61,7 +36,6 @@ public sealed class NbdshTests
         Assert.That(errors, Is.Empty, "the daemon logged errors:\n" + string.Join('\n', errors));
     }
 
-    private static string DiskFile(DaemonProcess daemon, string name) => Path.Combine(daemon.StateDir, "disks", name + ".img");
 
     /// <summary>A disk's header as <c>managed-disks disk show --json</c> prints it (payload offset, size, sector size).</summary>
     private static async Task<JsonElement> DiskShowAsync(DaemonProcess daemon, string name)
