@@ -34,6 +34,8 @@ internal static class ServeCommand
             o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
             o.ColorBehavior = LoggerColorBehavior.Disabled;
         });
+        // A refused start is explained in one line below; the host's own report of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.AddSystemd();
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(settings.Server);
