@@ -19,6 +19,7 @@ AdminCommands.AddDiskCommands(disk, configOption);
 
 var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD")
 {
-    serve, disk, AdminCommands.Connections(configOption), AdminCommands.Keys(configOption), SetShowCommand.Build(configOption), VaultCommand.Build(configOption), AuditCommand.Build(configOption), ConfigShowCommand.Build(configOption), configOption,
+    serve, disk, AdminCommands.Status(configOption), AdminCommands.Connections(configOption), AdminCommands.Keys(configOption), SetShowCommand.Build(configOption), VaultCommand.Build(configOption),
+    HsmCommand.Build(configOption), AuditCommand.Build(configOption), ConfigShowCommand.Build(configOption), configOption,
 };
 return await root.Parse(args).InvokeAsync();

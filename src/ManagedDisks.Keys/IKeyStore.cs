@@ -21,6 +21,10 @@ public enum KeyState
     Expired,
     NotYetValid,
     NotFound,
+    /// <summary>The store refused our credentials (an HSM refused the PIN): access was taken away, not the key.</summary>
+    AccessRevoked,
+    /// <summary>The store cannot be reached now (an HSM module fails, its token is absent); nothing is known about the key.</summary>
+    Unreachable,
 }
 
 public sealed record KeyVersionInfo(string Version, DateTimeOffset Created);
@@ -37,7 +41,8 @@ public sealed record KeyInfo(
     DateTimeOffset? PurgeAfter,
     IReadOnlyDictionary<string, KeyOperations> Grants)
 {
-    public string LatestVersion => Versions[^1].Version;
+    /// <summary>The newest version; empty when the store could not list versions (<see cref="KeyState.Unreachable"/>, <see cref="KeyState.AccessRevoked"/>).</summary>
+    public string LatestVersion => Versions.Count > 0 ? Versions[^1].Version : "";
 }
 
 /// <summary>
@@ -48,8 +53,31 @@ public interface IKeyStore : IDisposable
 {
     string Name { get; }
 
-    /// <summary>The algorithm recorded in key slots, e.g. RSA-OAEP-256.</summary>
+    /// <summary>
+    /// The algorithm the store wraps with, e.g. RSA-OAEP-256; for a store whose algorithm depends
+    /// on the key (a PKCS#11 token may refuse OAEP with SHA-256), the one it prefers. The algorithm
+    /// actually used is what <see cref="Wrap(string, string, DataEncryptionKey, out string)"/> says.
+    /// </summary>
     string WrapAlgorithm { get; }
+
+    /// <summary>The command administering this kind of store, for messages: <c>managed-disks COMMAND --store NAME ...</c>.</summary>
+    string AdminCommand => "vault";
+
+    /// <summary>Whether the store can unwrap a key slot that records <paramref name="algorithm"/>.</summary>
+    bool CanUnwrap(string algorithm) => algorithm == WrapAlgorithm;
+
+    /// <summary>Wraps a DEK and says with which algorithm, which the key slot records.</summary>
+    byte[] Wrap(string keyName, string version, DataEncryptionKey dek, out string algorithm)
+    {
+        algorithm = WrapAlgorithm;
+        return Wrap(keyName, version, dek);
+    }
+
+    /// <summary>Unwraps a DEK wrapped with <paramref name="algorithm"/> (as its key slot records).</summary>
+    DataEncryptionKey Unwrap(string keyName, string version, byte[] wrapped, string algorithm) =>
+        CanUnwrap(algorithm)
+            ? Unwrap(keyName, version, wrapped)
+            : throw new KeyStoreException($"key store '{Name}' does not unwrap {algorithm} (it wraps with {WrapAlgorithm})");
 
     /// <summary>The key and its state now, or null if the store has never heard of it (or it was purged).</summary>
     KeyInfo? GetKey(string name);

@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using ManagedDisks.Nbd.Wire;
 using Microsoft.Extensions.Logging;
@@ -15,7 +18,7 @@ internal sealed record Session(NbdExport Export, bool StructuredReplies, bool Ba
 /// with exactly one final reply, whatever went wrong with it (nbd-server's LIST bug), so a
 /// client can always send the next option. Violations of a MUST end the connection.
 /// </summary>
-internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCatalog catalog, ILogger logger, string peer)
+internal sealed class Handshake(ConnectionStreams streams, IExportCatalog catalog, NbdTlsOptions tls, ILogger logger, string peer)
 {
     private const ClientFlags KnownClientFlags = ClientFlags.FixedNewstyle | ClientFlags.NoZeroes;
 
@@ -24,6 +27,7 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
     private bool _structuredReplies;
     private string? _metaContextExport;
     private bool _baseAllocationSelected;
+    private bool _tlsActive;
 
     /// <summary>Returns the session, or null when the connection must close.</summary>
     public async Task<Session?> RunAsync(CancellationToken cancellationToken)
@@ -32,7 +36,7 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdMagic.InitPasswd);
         BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdMagic.IHaveOpt);
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), (ushort)(HandshakeFlags.FixedNewstyle | HandshakeFlags.NoZeroes));
-        await output.SendAsync(greeting).ConfigureAwait(false);
+        await streams.Output.SendAsync(greeting).ConfigureAwait(false);
 
         uint clientFlags = 0;
         if (!await ReadFrameAsync((in ReadOnlySequence<byte> b, out SequencePosition c) =>
@@ -70,8 +74,15 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
                 NbdLog.NonFixedOption(logger, peer, option);
                 return null;
             }
+            if (tls.Mode == TlsMode.Require && !_tlsActive && (NbdOption)option is not (NbdOption.StartTls or NbdOption.Abort))
+            {
+                // FORCEDTLS: nothing is said in clear text; EXPORT_NAME has no error reply, so it is a hang-up.
+                if ((NbdOption)option == NbdOption.ExportName) return null;
+                await ErrorAsync(option, OptionReplyType.ErrTlsReqd, "this server requires TLS: send NBD_OPT_STARTTLS first").ConfigureAwait(false);
+                continue;
+            }
             var outcome = await HandleOptionAsync(option, data).ConfigureAwait(false);
-            if (outcome.Close || output.IsBroken) return null;
+            if (outcome.Close || streams.Output.IsBroken) return null;
             if (outcome.Session is not null) return outcome.Session;
         }
     }
@@ -83,15 +94,15 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
     {
         while (true)
         {
-            ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadResult result = await streams.Input.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
             ParseStatus status = parse(buffer, out SequencePosition consumed);
             if (status == ParseStatus.Complete)
             {
-                input.AdvanceTo(consumed);
+                streams.Input.AdvanceTo(consumed);
                 return true;
             }
-            input.AdvanceTo(buffer.Start, buffer.End);
+            streams.Input.AdvanceTo(buffer.Start, buffer.End);
             if (status != ParseStatus.NeedMoreData || result.IsCompleted || result.IsCanceled) return false;
         }
     }
@@ -115,8 +126,7 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
                 await HandleListAsync(option, data).ConfigureAwait(false);
                 return Outcome.Continue;
             case NbdOption.StartTls:
-                await ErrorAsync(option, OptionReplyType.ErrPolicy, "TLS is not enabled on this server").ConfigureAwait(false);
-                return Outcome.Continue;
+                return await HandleStartTlsAsync(option, data).ConfigureAwait(false);
             case NbdOption.Info:
             case NbdOption.Go:
                 return await HandleInfoOrGoAsync(option, data).ConfigureAwait(false);
@@ -137,6 +147,70 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
                 await ErrorAsync(option, OptionReplyType.ErrUnsup, $"option {option} is not supported").ConfigureAwait(false);
                 return Outcome.Continue;
         }
+    }
+
+    private async Task<Outcome> HandleStartTlsAsync(uint option, byte[] data)
+    {
+        if (tls.Mode == TlsMode.Off || tls.Certificate is null)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrPolicy, "TLS is not enabled on this server").ConfigureAwait(false);
+            return Outcome.Continue;
+        }
+        if (_tlsActive)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, "TLS is already active").ConfigureAwait(false);
+            return Outcome.Continue;
+        }
+        if (data.Length != 0)
+        {
+            await ErrorAsync(option, OptionReplyType.ErrInvalid, "STARTTLS takes no data").ConfigureAwait(false);
+            return Outcome.Continue;
+        }
+        await ReplyAsync(option, OptionReplyType.Ack).ConfigureAwait(false);
+
+        // Bytes already buffered after STARTTLS were sent in clear text before the handshake:
+        // only an attacker injects those, so the connection ends.
+        if (streams.Input.TryRead(out var pending))
+        {
+            bool injected = !pending.Buffer.IsEmpty;
+            streams.Input.AdvanceTo(pending.Buffer.Start);
+            if (injected)
+            {
+                NbdLog.TlsInjection(logger, peer);
+                return Outcome.Hangup;
+            }
+        }
+
+        var secure = new SslStream(streams.Transport, leaveInnerStreamOpen: false, ValidateClientCertificate);
+        await secure.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        {
+            ServerCertificate = tls.Certificate,
+            ClientCertificateRequired = tls.ClientCa is not null,
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        }).ConfigureAwait(false);
+        await streams.UpgradeAsync(secure).ConfigureAwait(false);
+
+        // Everything negotiated in clear text is forgotten (nbdkit CVE-2021-3716).
+        _tlsActive = true;
+        _structuredReplies = false;
+        _metaContextExport = null;
+        _baseAllocationSelected = false;
+        NbdLog.TlsStarted(logger, peer, secure.SslProtocol.ToString());
+        return Outcome.Continue;
+    }
+
+    /// <summary>With a client CA configured, a client certificate must chain to it (and only to it).</summary>
+    private bool ValidateClientCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        if (tls.ClientCa is null) return true;
+        if (certificate is null) return false;
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(tls.ClientCa);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        bool valid = custom.Build(new X509Certificate2(certificate));
+        if (!valid) NbdLog.ClientCertificateRejected(logger, peer, certificate.Subject);
+        return valid;
     }
 
     private Session? HandleExportName(byte[] data)
@@ -161,7 +235,7 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
         var reply = new byte[_noZeroes ? 10 : 134];
         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)session.Export.Device.Size);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)session.Flags);
-        await output.SendAsync(reply).ConfigureAwait(false);
+        await streams.Output.SendAsync(reply).ConfigureAwait(false);
         return new Outcome(false, session);
     }
 
@@ -301,6 +375,6 @@ internal sealed class Handshake(PipeReader input, ReplyChannel output, IExportCa
         var message = new byte[NbdLimits.OptionReplyHeaderLength + payload.Length];
         ReplyEncoder.OptionReplyHeader(message, option, type, (uint)payload.Length);
         payload.CopyTo(message, NbdLimits.OptionReplyHeaderLength);
-        await output.SendAsync(message).ConfigureAwait(false);
+        await streams.Output.SendAsync(message).ConfigureAwait(false);
     }
 }

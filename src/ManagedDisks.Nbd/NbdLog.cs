@@ -31,6 +31,15 @@ internal static partial class NbdLog
     [LoggerMessage(1015, LogLevel.Warning, "Dropped client {Peer}: option {Option} from a non-fixed newstyle client, which can only send EXPORT_NAME")]
     public static partial void NonFixedOption(ILogger logger, string peer, uint option);
 
+    [LoggerMessage(1016, LogLevel.Warning, "Dropped client {Peer}: clear-text bytes followed STARTTLS (possible injection, CVE-2021-3716)")]
+    public static partial void TlsInjection(ILogger logger, string peer);
+
+    [LoggerMessage(1017, LogLevel.Debug, "Client {Peer} upgraded to {Protocol}")]
+    public static partial void TlsStarted(ILogger logger, string peer, string protocol);
+
+    [LoggerMessage(1018, LogLevel.Warning, "Client {Peer}: certificate '{Subject}' does not chain to the configured client CA")]
+    public static partial void ClientCertificateRejected(ILogger logger, string peer, string subject);
+
     [LoggerMessage(1011, LogLevel.Warning, "Dropped client {Peer}: bad option magic, the handshake stream is out of sync")]
     public static partial void BadOptionMagic(ILogger logger, string peer);
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -96,17 +95,19 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
         public NbdConnectionInfo Info { get; set; } = new(id, peer, null, DateTimeOffset.UtcNow);
     }
 
+    /// <summary>Totals served for an export since start, for the status command.</summary>
+    public static ExportStatistics StatisticsFor(string export) => NbdMetrics.For(export);
+
     /// <summary>The open connections now, for the admin API.</summary>
     public IReadOnlyList<NbdConnectionInfo> Connections =>
         _connections.Values.Select(c => c.Info).OrderBy(c => c.Id).ToList();
 
     private async Task RunConnectionAsync(long id, Socket socket, string peer)
     {
-        await Task.Yield(); // leave the accept loop at once
+        await Task.Yield();
+        NbdMetrics.ConnectionOpened(); // leave the accept loop at once
         NbdLog.Connected(logger, peer);
-        var stream = new NetworkStream(socket, ownsSocket: true);
-        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 128 * 1024, minimumReadSize: 32 * 1024, leaveOpen: true));
-        var output = new ReplyChannel(stream);
+        var streams = new ConnectionStreams(new NetworkStream(socket, ownsSocket: true));
         try
         {
             Session? session;
@@ -115,7 +116,7 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
                 deadline.CancelAfter(options.HandshakeTimeout);
                 try
                 {
-                    session = await new Handshake(input, output, catalog, logger, peer).RunAsync(deadline.Token).ConfigureAwait(false);
+                    session = await new Handshake(streams, catalog, options.Tls, logger, peer).RunAsync(deadline.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
                 {
@@ -126,11 +127,11 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             if (session is null) return;
             NbdLog.Attached(logger, peer, session.Export.Name);
             if (_connections.TryGetValue(id, out var connection)) connection.Info = connection.Info with { Export = session.Export.Name };
-            await new Transmission(input, output, session, options, logger, peer).RunAsync(_stopping.Token).ConfigureAwait(false);
+            await new Transmission(streams.Input, streams.Output, session, options, logger, peer).RunAsync(_stopping.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
         {
-            // The peer vanished; nothing to tell anyone.
+            // The peer vanished or failed the TLS handshake; nothing to tell anyone.
         }
         catch (Exception e)
         {
@@ -138,9 +139,9 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
         }
         finally
         {
-            await input.CompleteAsync().ConfigureAwait(false);
-            await stream.DisposeAsync().ConfigureAwait(false);
+            await streams.DisposeAsync().ConfigureAwait(false);
             Interlocked.Decrement(ref _connectionCount);
+            NbdMetrics.ConnectionClosed();
             _connections.TryRemove(id, out _);
             NbdLog.Disconnected(logger, peer);
         }

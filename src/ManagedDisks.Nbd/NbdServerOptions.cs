@@ -11,6 +11,9 @@ public sealed record NbdServerOptions
     /// <summary>Bytes of requests a connection may have in flight before we stop reading from it.</summary>
     public long MaxInFlightBytesPerConnection { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>NBD over TLS (STARTTLS); off unless configured.</summary>
+    public NbdTlsOptions Tls { get; init; } = new(TlsMode.Off, null, null);
+
     /// <summary>How long a graceful stop waits for connections to finish.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

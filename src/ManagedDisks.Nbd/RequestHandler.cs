@@ -8,19 +8,21 @@ using Microsoft.Extensions.Logging;
 namespace ManagedDisks.Nbd;
 
 /// <summary>Runs one validated request against the device and sends its reply.</summary>
-internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, bool structuredReplies, ILogger logger)
+internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, bool structuredReplies, string export, ILogger logger)
 {
     // Below this, probing for holes costs more (two lseeks) than sending the zeros.
     private const int HoleProbeThreshold = 64 * 1024;
 
     public async ValueTask HandleAsync(NbdRequest request, ReadOnlyMemory<byte> data, bool flush = true)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        var outcome = NbdError.None;
         try
         {
             switch (request.Command)
             {
                 case NbdCommand.Read:
-                    await ReadAsync(request, flush).ConfigureAwait(false);
+                    if (!await ReadAsync(request, flush).ConfigureAwait(false)) outcome = NbdError.Io;
                     return;
                 case NbdCommand.Write:
                     await device.WriteAsync((long)request.Offset, data, WriteOptionsOf(request)).ConfigureAwait(false);
@@ -46,7 +48,12 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
         catch (BlockDeviceException e)
         {
             NbdLog.DeviceFailed(logger, request.Command, request.Offset, request.Length, e.Error, e.Message);
-            await SendErrorAsync(request, ErrorMapping.ToWire(e.Error), e.Message).ConfigureAwait(false);
+            outcome = ErrorMapping.ToWire(e.Error);
+            await SendErrorAsync(request, outcome, e.Message).ConfigureAwait(false);
+        }
+        finally
+        {
+            NbdMetrics.RequestDone(export, request.Command, request.Length, start, outcome);
         }
     }
 
@@ -82,14 +89,14 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
         return output.SendAsync(chunk);
     }
 
-    private async ValueTask ReadAsync(NbdRequest request, bool flush)
+    /// <returns>False if a read failed (an error reply was sent).</returns>
+    private async ValueTask<bool> ReadAsync(NbdRequest request, bool flush)
     {
         long offset = (long)request.Offset;
         int length = (int)request.Length;
         if (!structuredReplies)
         {
-            await SendReadDataAsync(request.Cookie, offset, length, NbdLimits.SimpleReplyHeaderLength, ReplyFlags.Done, flush).ConfigureAwait(false);
-            return;
+            return await SendReadDataAsync(request.Cookie, offset, length, NbdLimits.SimpleReplyHeaderLength, ReplyFlags.Done, flush).ConfigureAwait(false);
         }
 
         IReadOnlyList<Extent> extents = request.Has(CommandFlags.DontFragment) || length < HoleProbeThreshold || !device.Capabilities.CanExtents
@@ -110,9 +117,10 @@ internal sealed class RequestHandler(IBlockDevice device, ReplyChannel output, b
             }
             else if (!await SendReadDataAsync(request.Cookie, extent.Offset, (int)extent.Length, NbdLimits.ChunkHeaderLength + 8, flags, flush).ConfigureAwait(false))
             {
-                return; // the error chunk ended the reply
+                return false; // the error chunk ended the reply
             }
         }
+        return true;
     }
 
     /// <summary>Extents of the range merged into runs of "reads as zero" and "has data".</summary>

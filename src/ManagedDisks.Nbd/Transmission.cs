@@ -37,7 +37,7 @@ internal sealed class Transmission
         _logger = logger;
         _peer = peer;
         _budget = new InFlightBudget(options.MaxInFlightBytesPerConnection);
-        _handler = new RequestHandler(_device, output, session.StructuredReplies, logger);
+        _handler = new RequestHandler(_device, output, session.StructuredReplies, session.Export.Name, logger);
     }
 
     public async Task RunAsync(CancellationToken stopping)
@@ -147,6 +147,7 @@ internal sealed class Transmission
             if (error != NbdError.None)
             {
                 NbdLog.RequestRejected(_logger, _peer, request.Command, request.Offset, request.Length, error, reason!);
+                NbdMetrics.RequestDone(_session.Export.Name, request.Command, request.Length, System.Diagnostics.Stopwatch.GetTimestamp(), error);
                 await _handler.SendErrorAsync(request, error, reason!).ConfigureAwait(false);
                 return;
             }
@@ -182,6 +183,7 @@ internal sealed class Transmission
         if (error != NbdError.None)
         {
             NbdLog.RequestRejected(_logger, _peer, request.Command, request.Offset, request.Length, error, reason!);
+            NbdMetrics.RequestDone(_session.Export.Name, request.Command, request.Length, System.Diagnostics.Stopwatch.GetTimestamp(), error);
             _ = FinishAsync(_handler.SendErrorAsync(request, error, reason!), data, charge);
             return;
         }

@@ -106,4 +106,18 @@ public class AdminApiTests
         Assert.That(result.ExitCode, Is.EqualTo(1));
         Assert.That(result.StdErr, Does.Contain("the daemon is not running"));
     }
+
+    [Test]
+    public async Task StatusCountsTheBytesEachDiskMovedAndShowsKeysAndClients()
+    {
+        var (d, config) = await StartAsync();
+        await using var _ = d;
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x1 0 1M", "-c", "read -P 0x1 0 512k", d.Uri());
+        var status = JsonDocument.Parse((await CliOkAsync(config, "status", "--json")).StdOut).RootElement;
+        var disk = status.GetProperty("disks").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "disk0");
+        Assert.That(disk.GetProperty("bytes_written").GetInt64(), Is.EqualTo(1 << 20));
+        Assert.That(disk.GetProperty("bytes_read").GetInt64(), Is.GreaterThanOrEqualTo(512 * 1024));
+        Assert.That(status.GetProperty("keys")[0].GetProperty("granted_operations").GetString(), Does.Contain("UnwrapKey"));
+        Assert.That((await CliOkAsync(config, "status")).StdOut, Does.Contain("disk0").And.Contain("1 MiB").And.Contain("client connection(s)"));
+    }
 }

@@ -96,7 +96,8 @@ public class EncryptionTests
         long before = DaemonTests.AllocatedBytes(Backing(d, "disk0"));
         await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "discard 0 2M", "-c", "write -z -u 2M 2M", "-c", "read -P 0 0 4M", "-c", "read -P 0x42 4M 4M", d.Uri());
         long after = DaemonTests.AllocatedBytes(Backing(d, "disk0"));
-        Assert.That(before - after, Is.GreaterThanOrEqualTo(4 * MiB), "TRIM and WRITE_ZEROES must release the blocks");
+        // stat also counts the file system's own extent blocks, which punching can add: allow 64 KiB.
+        Assert.That(before - after, Is.GreaterThanOrEqualTo(4 * MiB - 64 * 1024), "TRIM and WRITE_ZEROES must release the blocks");
 
         var map = await Tool.RunOkAsync("nbdinfo", "--map", "--json", d.Uri());
         var extents = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray()
@@ -215,9 +216,12 @@ public class EncryptionTests
         await using var __ = again;
         if (damage == "wrong-key")
         {
-            // Every disk is on the platform key, so nothing can be served: the daemon says why and exits.
-            Assert.That(await again.WaitForExitAsync(TimeSpan.FromSeconds(60)), Is.Not.Zero);
-            Assert.That(again.Output, Does.Contain("Disk 'bad' is not served").And.Contain(message));
+            // Every disk is on the platform key: none is served, and the daemon waits for the right
+            // keys (the key poller retries) instead of serving anything wrongly.
+            await again.WaitForLogAsync("Disk 'bad' is not served.*platform key");
+            await again.WaitForLogAsync("Disk 'good' is not served");
+            Assert.That((await Tool.RunAsync("nbdinfo", ["--size", again.Uri("good")])).ExitCode, Is.Not.Zero);
+            await again.StopAsync();
         }
         else
         {

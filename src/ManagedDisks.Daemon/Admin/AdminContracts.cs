@@ -7,7 +7,10 @@ namespace ManagedDisks.Daemon.Admin;
 
 internal sealed record DiskView(
     string Name, long Size, int SectorSize, string? EncryptionSet, string KeyStore, string Key, string KeyVersion,
-    string BackingFile, int Connections);
+    string BackingFile, int Connections, long BytesRead, long BytesWritten, long Requests, long Errors);
+
+/// <summary>Everything an operator looks at first: disks with their traffic, clients, and key states.</summary>
+internal sealed record StatusView(DateTimeOffset Time, IReadOnlyList<DiskView> Disks, IReadOnlyList<ConnectionView> Connections, IReadOnlyList<KeyStatusView> Keys);
 
 internal sealed record ConnectionView(long Id, string Peer, string? Export, DateTimeOffset Since);
 

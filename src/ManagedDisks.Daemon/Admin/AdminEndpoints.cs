@@ -38,14 +38,21 @@ internal static class AdminEndpoints
             server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)), AdminJson.Options));
 
         app.MapGet("/v1/keys", () => Results.Json(KeyStatus(settings), AdminJson.Options));
+
+        app.MapGet("/v1/status", () => Results.Json(new StatusView(DateTimeOffset.UtcNow,
+            disks.Disks.Select(d => View(d, server)).ToList(),
+            server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)).ToList(),
+            KeyStatus(settings).ToList()), AdminJson.Options));
     }
 
     private static DiskView View(OpenedDisk disk, NbdServer server)
     {
         var slot = disk.Header.KeySlots[0];
+        var stats = NbdServer.StatisticsFor(disk.Settings.Name);
         return new DiskView(disk.Settings.Name, disk.Device.Size, disk.Header.SectorSize, disk.Settings.EncryptionSet,
             slot.KeyStore, slot.KeyName, slot.KeyVersion, disk.Settings.Path,
-            server.Connections.Count(c => c.Export == disk.Settings.Name));
+            server.Connections.Count(c => c.Export == disk.Settings.Name),
+            stats.BytesRead, stats.BytesWritten, stats.Requests, stats.Errors);
     }
 
     private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings)

@@ -60,6 +60,28 @@ internal static class AdminCommands
         return command;
     }
 
+    public static Command Status(Option<string?> configOption)
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON for scripts" };
+        var command = new Command("status", "What the running daemon serves: disks with bytes moved, clients, key states") { json };
+        command.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+        {
+            var status = await client.SendAsync<StatusView>(HttpMethod.Get, "v1/status");
+            if (parse.GetValue(json))
+            {
+                Print(status);
+                return;
+            }
+            Console.WriteLine($"{"DISK",-16} {"SIZE",10} {"KEY",-40} {"CLIENTS",7} {"READ",10} {"WRITTEN",10} {"ERRORS",6}");
+            foreach (var d in status.Disks)
+                Console.WriteLine($"{d.Name,-16} {Units.FormatSize(d.Size),10} {$"{d.KeyStore}/{d.Key}",-40} {d.Connections,7} {Units.FormatSize(d.BytesRead),10} {Units.FormatSize(d.BytesWritten),10} {d.Errors,6}");
+            foreach (var k in status.Keys)
+                Console.WriteLine($"set {k.EncryptionSet}: key {k.KeyStore}/{k.Key} {k.KeyState}, identity {k.Identity} granted {k.GrantedOperations}");
+            Console.WriteLine($"{status.Connections.Count} client connection(s)");
+        }));
+        return command;
+    }
+
     public static Command Keys(Option<string?> configOption)
     {
         var command = new Command("keys", "Show the state of every encryption set's key as the running daemon sees it (JSON)");

@@ -47,7 +47,7 @@ internal static class SetShowCommand
             var granted = key is not null && key.Grants.TryGetValue(set.Identity, out var ops) ? ops : KeyOperations.None;
             document["granted_operations"] = granted.ToString();
             document["grant_missing"] = (granted & (KeyOperations.WrapKey | KeyOperations.UnwrapKey)) != (KeyOperations.WrapKey | KeyOperations.UnwrapKey)
-                ? $"managed-disks vault --store {set.KeyStore} grant --key {set.Key} --identity {set.Identity} --ops wrapKey,unwrapKey"
+                ? $"managed-disks {store.AdminCommand} --store {set.KeyStore} grant --key {set.Key} --identity {set.Identity} --ops wrapKey,unwrapKey"
                 : null;
         }
         catch (KeyStoreException e)

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ManagedDisks.Nbd;
@@ -60,7 +61,8 @@ internal static partial class ConfigLoader
             else tables.Timers.Problem("key_poll_interval", $"[timers] key_poll_interval: '{poll}' is not a duration like \"30s\" or \"5m\"");
         }
 
-        var server = new NbdServerOptions();
+        var (tls, tlsSettings) = ReadTls(tables.Tls, stateDir);
+        var server = new NbdServerOptions { Tls = tls };
         if (daemon.Integer("max_connections") is { } maxConnections)
         {
             if (maxConnections is < 1 or > 100_000) daemon.Problem("max_connections", $"[daemon] max_connections: {maxConnections} is not between 1 and 100000");
@@ -88,7 +90,14 @@ internal static partial class ConfigLoader
             }
             if (keyStores.Any(k => k.Name == name)) store.Problem("name", $"{store.Where}: a key store with this name is declared twice");
             string type = store.String("type") ?? "software";
-            if (type != "software") store.Problem("type", $"{store.Where}: type '{type}' is not supported; use \"software\"");
+            if (type == "pkcs11")
+            {
+                keyStores.Add(ReadPkcs11Store(store, name, stateDir, baseDirectory));
+                continue;
+            }
+            if (type != "software") store.Problem("type", $"{store.Where}: type '{type}' is not supported; use \"software\" or \"pkcs11\"");
+            foreach (string key in Pkcs11Keys.Where(store.Contains))
+                store.Problem(key, $"{store.Where}: {key} belongs to type = \"pkcs11\" stores; remove it, or set type = \"pkcs11\"");
             keyStores.Add(new KeyStoreSettings(name, type,
                 ResolvePath(store, "path", Path.Combine("vaults", name), stateDir, store.Where),
                 ResolveSecretPath(store, "master_key_file", Path.Combine("vaults", name + ".master-key"), stateDir, store.Where)));
@@ -158,7 +167,49 @@ internal static partial class ConfigLoader
         return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets)
         {
             KeyPollInterval = keyPollInterval,
+            Tls = tlsSettings,
         };
+    }
+
+    private static readonly string[] Pkcs11Keys = ["module", "token_label", "slot", "pin_file"];
+
+    /// <summary>A type = "pkcs11" [[key_store]] (docs/PKCS11.md): the module must exist, the token is named by label or slot, the PIN is in a file.</summary>
+    private static KeyStoreSettings ReadPkcs11Store(TableReader store, string name, string stateDir, string baseDirectory)
+    {
+        foreach (string key in new[] { "path", "master_key_file" }.Where(store.Contains))
+            store.Problem(key, $"{store.Where}: {key} belongs to type = \"software\" stores; a pkcs11 store keeps its keys in the token");
+
+        string? module = null;
+        if (!store.Contains("module"))
+            store.Problem("type", $"{store.Where}: module is missing: the path of the HSM's PKCS#11 library, e.g. module = \"/usr/lib/softhsm/libsofthsm2.so\"");
+        else if (store.Path("module") is { } moduleText)
+        {
+            module = ResolvePath(store, "module", moduleText, baseDirectory, store.Where);
+            if (moduleText.Length > 0 && !File.Exists(module))
+                store.Problem("module", $"{store.Where}: module {module} does not exist; install the HSM's PKCS#11 library (SoftHSM2: apt-get install softhsm2) or correct the path");
+        }
+
+        string? label = store.String("token_label");
+        ulong? slot = null;
+        if (store.Integer("slot") is { } slotNumber)
+        {
+            if (slotNumber < 0) store.Problem("slot", $"{store.Where}: slot {slotNumber} is not a slot id (see `pkcs11-tool --module MODULE --list-slots`)");
+            else slot = (ulong)slotNumber;
+        }
+        if (label == "") store.Problem("token_label", $"{store.Where}: token_label is empty; give the token's label (see `pkcs11-tool --module MODULE --list-slots`)");
+        if (label is not null && slot is not null)
+            store.Problem("slot", $"{store.Where}: give token_label or slot, not both (a label finds the token in whichever slot it is)");
+        else if (label is null && slot is null && !store.Contains("token_label") && !store.Contains("slot"))
+            store.Problem("type", $"{store.Where}: token_label is missing: the label of the token holding the keys (or its slot id as slot = N)");
+
+        string? pinFile = null;
+        if (!store.Contains("pin_file"))
+            store.Problem("type", $"{store.Where}: pin_file is missing: a file (0600) holding the token's user PIN, or credential:NAME");
+        else
+            pinFile = ResolveSecretPath(store, "pin_file", Path.Combine("pkcs11", name + ".pin"), baseDirectory, store.Where);
+
+        return new KeyStoreSettings(name, "pkcs11", "", "", module, label, slot, pinFile,
+            Path.Combine(stateDir, "pkcs11", name + ".grants.json"));
     }
 
     private static List<ListenAddress> ReadListen(TableReader daemon, string stateDir, ConfigProblems problems)
@@ -231,7 +282,47 @@ internal static partial class ConfigLoader
         }
     }
 
-    private sealed record TopLevelTables(TableReader Daemon, TableReader Timers, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
+    /// <summary>[tls]: loads the certificate and key now, so a bad file stops the daemon before it serves.</summary>
+    private static (NbdTlsOptions Options, TlsSettings Settings) ReadTls(TableReader table, string stateDir)
+    {
+        string modeText = table.String("mode") ?? "off";
+        var mode = modeText switch { "off" => TlsMode.Off, "allow" => TlsMode.Allow, "require" => TlsMode.Require, _ => (TlsMode?)null };
+        string? certificate = table.Contains("certificate") ? ResolvePath(table, "certificate", "", stateDir, "[tls]") : null;
+        string? key = table.Contains("key") ? ResolvePath(table, "key", "", stateDir, "[tls]") : null;
+        string? clientCa = table.Contains("client_ca") ? ResolvePath(table, "client_ca", "", stateDir, "[tls]") : null;
+        var settings = new TlsSettings(modeText, certificate, key, clientCa);
+        var off = new NbdTlsOptions(TlsMode.Off, null, null);
+        if (mode is null)
+        {
+            table.Problem("mode", $"[tls] mode must be \"off\", \"allow\" or \"require\", not '{modeText}'");
+            return (off, settings);
+        }
+        if (mode == TlsMode.Off) return (off, settings);
+        if (certificate is null || key is null)
+        {
+            table.Problem("mode", $"[tls] mode = \"{modeText}\" needs certificate and key (PEM files)");
+            return (off, settings);
+        }
+        try
+        {
+            var serverCertificate = X509Certificate2.CreateFromPemFile(certificate, key);
+            X509Certificate2Collection? ca = null;
+            if (clientCa is not null)
+            {
+                ca = [];
+                ca.ImportFromPemFile(clientCa);
+                if (ca.Count == 0) table.Problem("client_ca", $"[tls] client_ca: {clientCa} holds no certificate");
+            }
+            return (new NbdTlsOptions(mode.Value, serverCertificate, ca), settings);
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            table.Problem("certificate", $"[tls] cannot load certificate {certificate} with key {key}: {e.Message}");
+            return (off, settings);
+        }
+    }
+
+    private sealed record TopLevelTables(TableReader Daemon, TableReader Timers, TableReader Tls, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
 
     /// <summary>Sorts the document's top level into the known tables; anything else, or a table of the wrong shape, is a problem.</summary>
     private static TopLevelTables TopLevel(LocatedTable root, ConfigProblems problems)
@@ -273,7 +364,7 @@ internal static partial class ConfigLoader
             }
         }
         TableReader Single(ConfigTable schema) => singles.GetValueOrDefault(schema.Name) ?? new TableReader(new LocatedTable(0), schema, problems, schema.Header);
-        return new TopLevelTables(Single(ConfigSchema.Daemon), Single(ConfigSchema.Timers),
+        return new TopLevelTables(Single(ConfigSchema.Daemon), Single(ConfigSchema.Timers), Single(ConfigSchema.Tls),
             arrays[ConfigSchema.KeyStore.Name], arrays[ConfigSchema.EncryptionSet.Name], arrays[ConfigSchema.Disk.Name]);
     }
 

@@ -15,13 +15,14 @@ internal static class ConfigRedaction
         "pin", "passphrase", "password", "passwd", "secret", "token",
     };
 
-    private static readonly string[] PathSuffixes = ["_file", "_path", "_dir", "_socket"];
+    // Keys that point at or name a thing, never hold it: a PKCS#11 token_label names a device.
+    private static readonly string[] NotSecretSuffixes = ["_file", "_path", "_dir", "_socket", "_label", "_name", "_id"];
 
     public static bool IsSecret(string key, ConfigValueKind kind)
     {
         if (kind == ConfigValueKind.Path) return false;
         string name = key.ToLowerInvariant().Replace('-', '_');
-        if (PathSuffixes.Any(name.EndsWith)) return false;
+        if (NotSecretSuffixes.Any(name.EndsWith)) return false;
         return name.Split('_', '.').Any(SecretWords.Contains) || name.Contains("private_key", StringComparison.Ordinal);
     }
 

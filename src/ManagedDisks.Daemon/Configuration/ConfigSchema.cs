@@ -49,12 +49,25 @@ internal static class ConfigSchema
         new("key_poll_interval", ConfigValueKind.Duration),
     ]);
 
+    public static readonly ConfigTable Tls = new("tls", IsArray: false,
+    [
+        new("mode", ConfigValueKind.String),
+        new("certificate", ConfigValueKind.Path),
+        new("key", ConfigValueKind.Path),
+        new("client_ca", ConfigValueKind.Path),
+    ]);
+
     public static readonly ConfigTable KeyStore = new("key_store", IsArray: true,
     [
         new("name", ConfigValueKind.String),
         new("type", ConfigValueKind.String),
         new("path", ConfigValueKind.Path),
         new("master_key_file", ConfigValueKind.Path),
+        // type = "pkcs11" (docs/PKCS11.md)
+        new("module", ConfigValueKind.Path),
+        new("token_label", ConfigValueKind.String),
+        new("slot", ConfigValueKind.Integer),
+        new("pin_file", ConfigValueKind.Path),
     ]);
 
     public static readonly ConfigTable EncryptionSet = new("encryption_set", IsArray: true,
@@ -79,7 +92,7 @@ internal static class ConfigSchema
         new("encryption_set", ConfigValueKind.String),
     ]);
 
-    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, Timers, KeyStore, EncryptionSet, Disk];
+    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, Timers, Tls, KeyStore, EncryptionSet, Disk];
 
     public static ConfigTable? FindTable(string name) => Tables.FirstOrDefault(t => t.Name == name);
 }

@@ -19,11 +19,21 @@ internal sealed record DaemonSettings(
     /// <summary>How often the daemon re-reads key state, e.g. to open a disk whose key was granted since start.</summary>
     public TimeSpan KeyPollInterval { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>[tls] as written (paths resolved), for config show; the loaded certificates are in Server.Tls.</summary>
+    public TlsSettings Tls { get; init; } = new("off", null, null, null);
+
     public string AuditLog => System.IO.Path.Combine(StateDir, "audit.log");
 }
 
-/// <summary>A [[key_store]]: today only "software" (a vault in a folder, private keys under a master key).</summary>
-internal sealed record KeyStoreSettings(string Name, string Type, string Path, string MasterKeyFile);
+internal sealed record TlsSettings(string Mode, string? Certificate, string? Key, string? ClientCa);
+
+/// <summary>
+/// A [[key_store]]: "software" (a vault in a folder, private keys under a master key: <see cref="Path"/>,
+/// <see cref="MasterKeyFile"/>) or "pkcs11" (keys in an HSM token: <see cref="Module"/>, <see cref="TokenLabel"/>
+/// or <see cref="Slot"/>, <see cref="PinFile"/>, and the store's grants in <see cref="GrantsFile"/>).
+/// </summary>
+internal sealed record KeyStoreSettings(string Name, string Type, string Path, string MasterKeyFile,
+    string? Module = null, string? TokenLabel = null, ulong? Slot = null, string? PinFile = null, string? GrantsFile = null);
 
 /// <summary>
 /// An [[encryption_set]]: disks in it have their DEK wrapped by <see cref="Key"/> in

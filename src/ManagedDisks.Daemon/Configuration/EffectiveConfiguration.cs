@@ -32,9 +32,11 @@ internal sealed record EffectiveConfiguration(string Source, IReadOnlyList<Effec
                 ("connection_inflight_bytes", settings.Server.MaxInFlightBytesPerConnection),
                 ("platform_key_secret", settings.PlatformKeySecretFile)),
             Table(ConfigSchema.Timers, ("key_poll_interval", Units.FormatDuration(settings.KeyPollInterval))),
+            Table(ConfigSchema.Tls, ("mode", settings.Tls.Mode), ("certificate", settings.Tls.Certificate), ("key", settings.Tls.Key), ("client_ca", settings.Tls.ClientCa)),
         };
         tables.AddRange(settings.KeyStores.Select(k => Table(ConfigSchema.KeyStore,
-            ("name", k.Name), ("type", k.Type), ("path", k.Path), ("master_key_file", k.MasterKeyFile))));
+            ("name", k.Name), ("type", k.Type), ("path", k.Module is null ? k.Path : null), ("master_key_file", k.Module is null ? k.MasterKeyFile : null),
+            ("module", k.Module), ("token_label", k.TokenLabel), ("slot", (long?)k.Slot), ("pin_file", k.PinFile))));
         tables.AddRange(settings.EncryptionSets.Select(s => Table(ConfigSchema.EncryptionSet,
             ("name", s.Name), ("key_store", s.KeyStore), ("key", s.Key), ("key_version", s.KeyVersion), ("auto_rotate", s.AutoRotate), ("identity", s.Identity))));
         tables.AddRange(settings.Disks.Select(d => Table(ConfigSchema.Disk,

@@ -1,5 +1,6 @@
 using ManagedDisks.Daemon.Configuration;
 using ManagedDisks.Keys;
+using ManagedDisks.Keys.Pkcs11;
 using ManagedDisks.Keys.Vault;
 
 namespace ManagedDisks.Daemon.Hosting;
@@ -10,6 +11,16 @@ internal static class KeyStoreFactory
     public static IKeyStore Open(KeyStoreSettings settings) => settings.Type switch
     {
         "software" => SoftwareVault.Open(settings.Name, settings.Path, settings.MasterKeyFile),
+        Pkcs11Store.TypeName => Pkcs11Store.Open(settings.Name, Pkcs11Options(settings)),
         _ => throw new KeyStoreException($"[[key_store]] '{settings.Name}': type '{settings.Type}' is not supported"),
+    };
+
+    public static Pkcs11StoreOptions Pkcs11Options(KeyStoreSettings settings) => new()
+    {
+        Module = settings.Module!,
+        TokenLabel = settings.TokenLabel,
+        Slot = settings.Slot,
+        PinFile = settings.PinFile!,
+        GrantsFile = settings.GrantsFile!,
     };
 }

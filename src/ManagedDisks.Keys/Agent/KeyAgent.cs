@@ -27,11 +27,12 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         string version = pinnedVersion ?? key.LatestVersion;
         try
         {
-            byte[] wrapped = store.Wrap(keyName, version, dek);
+            // The algorithm comes back from the store: a PKCS#11 token decides it per key.
+            byte[] wrapped = store.Wrap(keyName, version, dek, out string algorithm);
             audit.Append(new AuditRecord(identity, "wrapKey", "ok", storeName, keyName, version, disk));
             return new KeySlot
             {
-                KeyStore = storeName, KeyName = keyName, KeyVersion = version, WrapAlgorithm = store.WrapAlgorithm,
+                KeyStore = storeName, KeyName = keyName, KeyVersion = version, WrapAlgorithm = algorithm,
                 WrappedDek = wrapped, Created = DateTimeOffset.UtcNow,
             };
         }
@@ -60,12 +61,12 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         }
 
         var (store, _) = Authorize(identity, slot.KeyStore, slot.KeyName, KeyOperations.UnwrapKey, slot.KeyVersion, disk);
-        if (slot.WrapAlgorithm != store.WrapAlgorithm)
+        if (!store.CanUnwrap(slot.WrapAlgorithm))
             throw Denied(identity, "unwrapKey", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk,
                 $"disk {disk}: its key slot uses {slot.WrapAlgorithm}, which key store '{slot.KeyStore}' does not do ({store.WrapAlgorithm})");
         try
         {
-            var dek = store.Unwrap(slot.KeyName, slot.KeyVersion, slot.WrappedDek);
+            var dek = store.Unwrap(slot.KeyName, slot.KeyVersion, slot.WrappedDek, slot.WrapAlgorithm);
             audit.Append(new AuditRecord(identity, "unwrapKey", "ok", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
             return dek;
         }
@@ -84,23 +85,34 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
             throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key store '{storeName}' is not configured; declare it as a [[key_store]]");
         var key = store.GetKey(keyName);
         if (key is null || key.State == KeyState.NotFound)
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' does not exist in key store '{storeName}'; create or import it with `managed-disks vault --store {storeName} key create {keyName}`");
+            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' does not exist in key store '{storeName}'; create or import it with `managed-disks {store.AdminCommand} --store {storeName} key create {keyName}`");
         if (key.State != KeyState.Enabled)
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' in '{storeName}' is {key.State.ToString().ToLowerInvariant()}; {Remedy(key.State, storeName, keyName)}");
+            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' in '{storeName}' is {StateName(key.State)}; {Remedy(key.State, store.AdminCommand, storeName, keyName)}");
         if (!key.Grants.TryGetValue(identity, out var granted) || (granted & operation) == 0)
             throw Denied(identity, op, storeName, keyName, version, disk,
-                $"disk {disk}: identity '{identity}' may not {op} with key '{keyName}' in '{storeName}'; grant it with `managed-disks vault --store {storeName} grant --key {keyName} --identity {identity} --ops wrapKey,unwrapKey`");
+                $"disk {disk}: identity '{identity}' may not {op} with key '{keyName}' in '{storeName}'; grant it with `managed-disks {store.AdminCommand} --store {storeName} grant --key {keyName} --identity {identity} --ops wrapKey,unwrapKey`");
         if (version is not null && key.Versions.All(v => v.Version != version))
             throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' in '{storeName}' has no version {version}");
         return (store, key);
     }
 
-    private static string Remedy(KeyState state, string store, string key) => state switch
+    private static string StateName(KeyState state) => state switch
     {
-        KeyState.Disabled => $"enable it with `managed-disks vault --store {store} key enable {key}`",
-        KeyState.Deleted => $"recover it with `managed-disks vault --store {store} key recover {key}`",
-        KeyState.Expired => $"extend it with `managed-disks vault --store {store} key set-expiry {key} --expires ...`",
-        KeyState.NotYetValid => "wait until its not-before time or change it",
+        KeyState.NotYetValid => "not yet valid",
+        KeyState.NotFound => "not found",
+        KeyState.AccessRevoked => "not accessible: the store refused our credentials",
+        _ => state.ToString().ToLowerInvariant(),
+    };
+
+    private static string Remedy(KeyState state, string command, string store, string key) => (state, command) switch
+    {
+        (KeyState.Disabled, _) => $"enable it with `managed-disks {command} --store {store} key enable {key}`",
+        (KeyState.Deleted, _) => $"recover it with `managed-disks {command} --store {store} key recover {key}`",
+        (KeyState.Expired, "hsm") => "its CKA_END_DATE has passed; move it with the HSM's own tools, or rotate to a new version with `managed-disks hsm --store " + store + " key rotate " + key + "`",
+        (KeyState.Expired, _) => $"extend it with `managed-disks {command} --store {store} key set-expiry {key} --expires ...`",
+        (KeyState.NotYetValid, _) => "wait until its not-before time or change it",
+        (KeyState.AccessRevoked, _) => $"the token refused the PIN in pin_file of [[key_store]] '{store}' (changed or locked); put the current user PIN in that file",
+        (KeyState.Unreachable, _) => $"the HSM of [[key_store]] '{store}' cannot be reached (module error, or token absent); check the module path, that the token is present, and the HSM's own logs",
         _ => "check the key store",
     };
 

@@ -76,14 +76,16 @@ public sealed partial class DaemonProcess : IAsyncDisposable
         return StartAsync(["serve", "--config", configPath], workDir, stateDir);
     }
 
-    public static async Task<DaemonProcess> StartAsync(string[] arguments, string workDir, string stateDir, bool waitForReady = true)
+    public static async Task<DaemonProcess> StartAsync(string[] arguments, string workDir, string stateDir, bool waitForReady = true,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        var daemon = Launch(arguments, workDir, stateDir);
+        var daemon = Launch(arguments, workDir, stateDir, environment);
         if (waitForReady) await daemon.WaitReadyAsync().ConfigureAwait(false);
         return daemon;
     }
 
-    public static DaemonProcess Launch(string[] arguments, string workDir, string stateDir)
+    /// <param name="environment">Extra environment variables for the daemon, e.g. SOFTHSM2_CONF.</param>
+    public static DaemonProcess Launch(string[] arguments, string workDir, string stateDir, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -96,6 +98,8 @@ public sealed partial class DaemonProcess : IAsyncDisposable
         foreach (string argument in arguments) info.ArgumentList.Add(argument);
         info.Environment["Logging__LogLevel__Default"] = "Debug";
         info.Environment["Logging__LogLevel__Microsoft"] = "Warning";
+        if (environment is not null)
+            foreach (var (key, value) in environment) info.Environment[key] = value;
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var daemon = new DaemonProcess(process, workDir, stateDir);

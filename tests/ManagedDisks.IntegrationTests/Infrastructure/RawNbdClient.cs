@@ -155,6 +155,9 @@ public sealed class RawNbdClient : IAsyncDisposable
 
     public void Close() => _socket.Close();
 
+    /// <summary>Hands the connection to a stream (e.g. to start TLS on it); this client must not be used afterwards.</summary>
+    public Stream DetachStream() => new NetworkStream(_socket, ownsSocket: true);
+
     public ValueTask DisposeAsync()
     {
         _socket.Dispose();
