@@ -24,6 +24,13 @@ public sealed class ExportStatistics
     }
 }
 
+/// <summary>The name of the NBD layer's System.Diagnostics.Metrics meter.</summary>
+public static class NbdInstruments
+{
+    /// <summary>Creates the instruments now, so an exporter started before the first request already sees them.</summary>
+    public static string Publish() => NbdMetrics.Meter.Name;
+}
+
 /// <summary>
 /// The server's instruments on System.Diagnostics.Metrics (meter "ManagedDisks.Nbd"), which any
 /// exporter can collect (the daemon exposes them to Prometheus), plus plain per-export totals for
@@ -33,10 +40,10 @@ internal static class NbdMetrics
 {
     public static readonly Meter Meter = new("ManagedDisks.Nbd");
 
-    private static readonly Counter<long> Bytes = Meter.CreateCounter<long>("nbd.io.bytes", "By", "Bytes read or written by clients");
-    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("nbd.request.duration", "s", "Time from a request's arrival to its reply");
-    private static readonly Counter<long> Errors = Meter.CreateCounter<long>("nbd.request.errors", description: "Requests answered with an error");
-    private static readonly UpDownCounter<long> Connections = Meter.CreateUpDownCounter<long>("nbd.connections", description: "Open client connections");
+    private static readonly Counter<long> Bytes = Meter.CreateCounter<long>("io.bytes", "By", "Bytes read or written by clients");
+    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("request.duration", "s", "Time from a request's arrival to its reply");
+    private static readonly Counter<long> Errors = Meter.CreateCounter<long>("request.errors", description: "Requests answered with an error");
+    private static readonly UpDownCounter<long> Connections = Meter.CreateUpDownCounter<long>("connections", description: "Open client connections");
 
     private static readonly ConcurrentDictionary<string, ExportStatistics> Totals = new(StringComparer.Ordinal);
 

@@ -203,7 +203,7 @@ public class ConfigLoaderTests
     [TestCase("[deamon]\n", "x.toml:1: unknown table [deamon]; did you mean [daemon]?")]
     [TestCase("[daemon]\n\n[[disks]]\nname = \"a\"\n", "x.toml:3: unknown table [disks]; did you mean [[disk]]?")]
     [TestCase("[[keystore]]\nname = \"a\"\n", "x.toml:1: unknown table [keystore]; did you mean [[key_store]]?")]
-    [TestCase("[volumes]\n", "x.toml:1: unknown table [volumes]; the tables are [daemon], [timers], [tls], [[key_store]], [[encryption_set]], [[disk]]")]
+    [TestCase("[volumes]\n", "x.toml:1: unknown table [volumes]; the tables are [daemon], [timers], [tls], [metrics], [[key_store]], [[encryption_set]], [[disk]]")]
     [TestCase("[disk]\nname = \"a\"\n", "x.toml:1: [disk] must be written [[disk]], one per disk")]
     [TestCase("[[daemon]]\n", "x.toml:1: [daemon] is one table; write [daemon], not [[daemon]]")]
     public void UnknownOrMisshapenTablesAreErrors(string toml, string expected)

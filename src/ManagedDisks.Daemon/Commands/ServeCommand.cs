@@ -43,6 +43,8 @@ internal static class ServeCommand
         builder.Services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<DiskRegistry>());
         builder.Services.AddSingleton<NbdServer>();
         builder.Services.AddSingleton<DiskManager>();
+        // Metrics first: key operations made while disks open are counted too.
+        builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<NbdHostedService>();
         builder.Services.AddHostedService<Admin.AdminApiService>();
         builder.Services.AddHostedService<KeyPoller>();

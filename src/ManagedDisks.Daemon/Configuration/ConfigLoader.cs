@@ -62,6 +62,14 @@ internal static partial class ConfigLoader
         }
 
         var (tls, tlsSettings) = ReadTls(tables.Tls, stateDir);
+        Uri? metrics = null;
+        if (tables.Metrics.String("listen") is { Length: > 0 } metricsText)
+        {
+            if (Uri.TryCreate(metricsText, UriKind.Absolute, out var uri) && uri.Scheme == "http" && uri.Port > 0 && uri.AbsolutePath.Length > 1)
+                metrics = uri;
+            else
+                tables.Metrics.Problem("listen", $"[metrics] listen: '{metricsText}' is not a URL like \"http://127.0.0.1:9717/metrics\"");
+        }
         var server = new NbdServerOptions { Tls = tls };
         if (daemon.Integer("max_connections") is { } maxConnections)
         {
@@ -168,6 +176,7 @@ internal static partial class ConfigLoader
         {
             KeyPollInterval = keyPollInterval,
             Tls = tlsSettings,
+            Metrics = metrics,
         };
     }
 
@@ -322,7 +331,7 @@ internal static partial class ConfigLoader
         }
     }
 
-    private sealed record TopLevelTables(TableReader Daemon, TableReader Timers, TableReader Tls, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
+    private sealed record TopLevelTables(TableReader Daemon, TableReader Timers, TableReader Tls, TableReader Metrics, List<TableReader> KeyStores, List<TableReader> EncryptionSets, List<TableReader> Disks);
 
     /// <summary>Sorts the document's top level into the known tables; anything else, or a table of the wrong shape, is a problem.</summary>
     private static TopLevelTables TopLevel(LocatedTable root, ConfigProblems problems)
@@ -364,7 +373,7 @@ internal static partial class ConfigLoader
             }
         }
         TableReader Single(ConfigTable schema) => singles.GetValueOrDefault(schema.Name) ?? new TableReader(new LocatedTable(0), schema, problems, schema.Header);
-        return new TopLevelTables(Single(ConfigSchema.Daemon), Single(ConfigSchema.Timers), Single(ConfigSchema.Tls),
+        return new TopLevelTables(Single(ConfigSchema.Daemon), Single(ConfigSchema.Timers), Single(ConfigSchema.Tls), Single(ConfigSchema.MetricsTable),
             arrays[ConfigSchema.KeyStore.Name], arrays[ConfigSchema.EncryptionSet.Name], arrays[ConfigSchema.Disk.Name]);
     }
 

@@ -57,6 +57,11 @@ internal static class ConfigSchema
         new("client_ca", ConfigValueKind.Path),
     ]);
 
+    public static readonly ConfigTable MetricsTable = new("metrics", IsArray: false,
+    [
+        new("listen", ConfigValueKind.String),
+    ]);
+
     public static readonly ConfigTable KeyStore = new("key_store", IsArray: true,
     [
         new("name", ConfigValueKind.String),
@@ -92,7 +97,7 @@ internal static class ConfigSchema
         new("encryption_set", ConfigValueKind.String),
     ]);
 
-    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, Timers, Tls, KeyStore, EncryptionSet, Disk];
+    public static readonly IReadOnlyList<ConfigTable> Tables = [Daemon, Timers, Tls, MetricsTable, KeyStore, EncryptionSet, Disk];
 
     public static ConfigTable? FindTable(string name) => Tables.FirstOrDefault(t => t.Name == name);
 }

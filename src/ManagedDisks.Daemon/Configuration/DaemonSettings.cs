@@ -22,6 +22,9 @@ internal sealed record DaemonSettings(
     /// <summary>[tls] as written (paths resolved), for config show; the loaded certificates are in Server.Tls.</summary>
     public TlsSettings Tls { get; init; } = new("off", null, null, null);
 
+    /// <summary>[metrics] listen: where Prometheus scrapes, or null for no metrics endpoint.</summary>
+    public Uri? Metrics { get; init; }
+
     public string AuditLog => System.IO.Path.Combine(StateDir, "audit.log");
 }
 

@@ -32,6 +32,7 @@ internal sealed record EffectiveConfiguration(string Source, IReadOnlyList<Effec
                 ("connection_inflight_bytes", settings.Server.MaxInFlightBytesPerConnection),
                 ("platform_key_secret", settings.PlatformKeySecretFile)),
             Table(ConfigSchema.Timers, ("key_poll_interval", Units.FormatDuration(settings.KeyPollInterval))),
+            Table(ConfigSchema.MetricsTable, ("listen", settings.Metrics?.ToString())),
             Table(ConfigSchema.Tls, ("mode", settings.Tls.Mode), ("certificate", settings.Tls.Certificate), ("key", settings.Tls.Key), ("client_ca", settings.Tls.ClientCa)),
         };
         tables.AddRange(settings.KeyStores.Select(k => Table(ConfigSchema.KeyStore,

@@ -17,7 +17,7 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
     public KeySlot WrapWithPlatformKey(DataEncryptionKey dek, string disk)
     {
         var slot = platform.Wrap(dek);
-        audit.Append(new AuditRecord(PlatformIdentity, "wrapKey", "ok", PlatformKeyStore.StoreName, PlatformKeyStore.KeyName, slot.KeyVersion, disk));
+        Record(new AuditRecord(PlatformIdentity, "wrapKey", "ok", PlatformKeyStore.StoreName, PlatformKeyStore.KeyName, slot.KeyVersion, disk));
         return slot;
     }
 
@@ -29,7 +29,7 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         {
             // The algorithm comes back from the store: a PKCS#11 token decides it per key.
             byte[] wrapped = store.Wrap(keyName, version, dek, out string algorithm);
-            audit.Append(new AuditRecord(identity, "wrapKey", "ok", storeName, keyName, version, disk));
+            Record(new AuditRecord(identity, "wrapKey", "ok", storeName, keyName, version, disk));
             return new KeySlot
             {
                 KeyStore = storeName, KeyName = keyName, KeyVersion = version, WrapAlgorithm = algorithm,
@@ -38,7 +38,7 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         }
         catch (KeyStoreException e)
         {
-            audit.Append(new AuditRecord(identity, "wrapKey", $"error: {e.Message}", storeName, keyName, version, disk));
+            Record(new AuditRecord(identity, "wrapKey", $"error: {e.Message}", storeName, keyName, version, disk));
             throw;
         }
     }
@@ -50,12 +50,12 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
             try
             {
                 var dek = platform.Unwrap(slot, disk);
-                audit.Append(new AuditRecord(PlatformIdentity, "unwrapKey", "ok", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
+                Record(new AuditRecord(PlatformIdentity, "unwrapKey", "ok", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
                 return dek;
             }
             catch (KeyStoreException e)
             {
-                audit.Append(new AuditRecord(PlatformIdentity, "unwrapKey", $"error: {e.Message}", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
+                Record(new AuditRecord(PlatformIdentity, "unwrapKey", $"error: {e.Message}", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
                 throw;
             }
         }
@@ -67,12 +67,12 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         try
         {
             var dek = store.Unwrap(slot.KeyName, slot.KeyVersion, slot.WrappedDek, slot.WrapAlgorithm);
-            audit.Append(new AuditRecord(identity, "unwrapKey", "ok", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
+            Record(new AuditRecord(identity, "unwrapKey", "ok", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
             return dek;
         }
         catch (KeyStoreException e)
         {
-            audit.Append(new AuditRecord(identity, "unwrapKey", $"error: {e.Message}", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
+            Record(new AuditRecord(identity, "unwrapKey", $"error: {e.Message}", slot.KeyStore, slot.KeyName, slot.KeyVersion, disk));
             throw;
         }
     }
@@ -118,7 +118,23 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
 
     private KeyStoreException Denied(string identity, string operation, string store, string key, string? version, string disk, string message)
     {
-        audit.Append(new AuditRecord(identity, operation, "denied", store, key, version, disk, message));
+        Record(new AuditRecord(identity, operation, "denied", store, key, version, disk, message));
         return new KeyStoreException(message);
+    }
+
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new("ManagedDisks.Keys");
+
+    /// <summary>Creates the key agent's instruments now (see NbdInstruments.Publish).</summary>
+    public static string PublishInstruments() => Operations.Name;
+    private static readonly System.Diagnostics.Metrics.Counter<long> Operations =
+        Meter.CreateCounter<long>("operations", description: "Wraps and unwraps by the key agent, by result");
+
+    /// <summary>Every key use is audited and counted.</summary>
+    private void Record(AuditRecord record)
+    {
+        audit.Append(record);
+        string result = record.Result.StartsWith("error", StringComparison.Ordinal) ? "error" : record.Result;
+        Operations.Add(1, new KeyValuePair<string, object?>("operation", record.Operation), new KeyValuePair<string, object?>("result", result),
+            new KeyValuePair<string, object?>("key_store", record.KeyStore));
     }
 }
