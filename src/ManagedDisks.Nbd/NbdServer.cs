@@ -12,6 +12,7 @@ namespace ManagedDisks.Nbd;
 public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, ILogger<NbdServer> logger) : IAsyncDisposable
 {
     private readonly List<Socket> _listeners = [];
+    private readonly List<Socket> _adopted = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly ConcurrentDictionary<long, Connection> _connections = new();
     private long _nextConnectionId;
@@ -50,6 +51,20 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
         var bound = socket.LocalEndPoint!;
         NbdLog.Listening(logger, Describe(bound));
         _acceptLoops.Add(AcceptLoopAsync(socket));
+        return bound;
+    }
+
+    /// <summary>
+    /// Serves a socket that is already bound and listening, e.g. one systemd passed with socket
+    /// activation. Its socket file belongs to whoever made it and is left in place at stop.
+    /// </summary>
+    public EndPoint Adopt(Socket listening)
+    {
+        _adopted.Add(listening);
+        _listeners.Add(listening);
+        var bound = listening.LocalEndPoint!;
+        NbdLog.Listening(logger, Describe(bound) + " (socket activation)");
+        _acceptLoops.Add(AcceptLoopAsync(listening));
         return bound;
     }
 
@@ -154,7 +169,7 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
         _stopping.Cancel();
         foreach (var listener in _listeners)
         {
-            if (listener.LocalEndPoint is UnixDomainSocketEndPoint unix)
+            if (listener.LocalEndPoint is UnixDomainSocketEndPoint unix && !_adopted.Contains(listener))
             {
                 try { File.Delete(unix.ToString()); } catch (IOException) { }
             }

@@ -24,7 +24,10 @@ internal sealed class NbdHostedService(DaemonSettings settings, DiskRegistry reg
         // Disks refused for a key reason are retried by the key poller.
 
         var endpoints = new List<string>();
-        foreach (var address in settings.Listen)
+        var activated = SocketActivation.Take();
+        foreach (var socket in activated) endpoints.Add(NbdServer.Describe(server.Adopt(socket)));
+        // With socket activation, the sockets systemd made are the listen list.
+        foreach (var address in activated.Count > 0 ? [] : settings.Listen)
         {
             if (address.EndPoint is System.Net.Sockets.UnixDomainSocketEndPoint unix) SocketGuard.EnsureFree(unix.ToString()!);
             try
