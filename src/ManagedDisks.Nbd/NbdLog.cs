@@ -10,6 +10,9 @@ internal static partial class NbdLog
     [LoggerMessage(1000, LogLevel.Information, "Listening for NBD clients on {Endpoint}")]
     public static partial void Listening(ILogger logger, string endpoint);
 
+    [LoggerMessage(1006, LogLevel.Information, "No longer accepting clients; requests now get ESHUTDOWN, connections close within {Grace}")]
+    public static partial void Stopping(ILogger logger, TimeSpan grace);
+
     [LoggerMessage(1001, LogLevel.Debug, "Client {Peer} connected")]
     public static partial void Connected(ILogger logger, string peer);
 

@@ -167,6 +167,7 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
     {
         if (_stopping.IsCancellationRequested) return;
         _stopping.Cancel();
+        NbdLog.Stopping(logger, options.ShutdownGrace);
         foreach (var listener in _listeners)
         {
             if (listener.LocalEndPoint is UnixDomainSocketEndPoint unix && !_adopted.Contains(listener))

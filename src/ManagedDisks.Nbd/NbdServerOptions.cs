@@ -14,6 +14,9 @@ public sealed record NbdServerOptions
     /// <summary>NBD over TLS (STARTTLS); off unless configured.</summary>
     public NbdTlsOptions Tls { get; init; } = new(TlsMode.Off, null, null);
 
+    /// <summary>At stop, how long connections are kept open to answer new requests with ESHUTDOWN.</summary>
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>How long a graceful stop waits for connections to finish.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -22,6 +22,8 @@ internal sealed class Transmission
     private readonly string _peer;
     private readonly InFlightBudget _budget;
     private readonly RequestHandler _handler;
+    private readonly TimeSpan _shutdownGrace;
+    private volatile bool _stopping;
 
     // Starts at one for the reading loop itself, so "drained" fires only after it has stopped.
     private int _inFlight = 1;
@@ -37,13 +39,20 @@ internal sealed class Transmission
         _logger = logger;
         _peer = peer;
         _budget = new InFlightBudget(options.MaxInFlightBytesPerConnection);
+        _shutdownGrace = options.ShutdownGrace;
         _handler = new RequestHandler(_device, output, session.StructuredReplies, session.Export.Name, logger);
     }
 
     public async Task RunAsync(CancellationToken stopping)
     {
         _output.Broken += _input.CancelPendingRead;
-        using var registration = stopping.Register(_input.CancelPendingRead);
+        // On stop, requests that still arrive get ESHUTDOWN (a client must then disconnect
+        // softly); after a grace period the connection is closed whatever the client does.
+        using var registration = stopping.Register(() =>
+        {
+            _stopping = true;
+            _ = Task.Delay(_shutdownGrace).ContinueWith(_ => _input.CancelPendingRead(), TaskScheduler.Default);
+        });
         try
         {
             await ReadRequestsAsync().ConfigureAwait(false);
@@ -89,6 +98,13 @@ internal sealed class Transmission
                     {
                         buffer = buffer.Slice(consumed);
                         return;
+                    }
+                    if (_stopping)
+                    {
+                        buffer = buffer.Slice(consumed);
+                        NbdMetrics.RequestDone(_session.Export.Name, request.Command, request.Length, System.Diagnostics.Stopwatch.GetTimestamp(), NbdError.Shutdown);
+                        await _handler.SendErrorAsync(request, NbdError.Shutdown, "the server is shutting down").ConfigureAwait(false);
+                        continue;
                     }
 
                     long charge = _budget.Charge(request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0);

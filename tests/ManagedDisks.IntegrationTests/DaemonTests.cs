@@ -129,6 +129,36 @@ public class DaemonTests
     }
 
     [Test]
+    public async Task RequestsArrivingDuringAStopGetEshutdown()
+    {
+        var daemon = await DaemonProcess.StartAsync(DaemonProcess.Disk("disk0", "8M"));
+        await using var _ = daemon;
+        await using var client = await RawNbdClient.TransmittingAsync(daemon.SocketPath, "disk0");
+        Posix.Kill(daemon.ProcessId, Posix.SIGTERM);
+        await daemon.WaitForLogAsync("requests now get ESHUTDOWN");
+
+        await client.SendRequestAsync(0, 0, 9, 0, 4096);
+        Assert.That(await client.ReadSimpleReplyAsync(), Is.EqualTo((108u, 9UL)), "ESHUTDOWN, and no data");
+        await client.SendRequestAsync(0, 2, 10, 0, 0); // the soft disconnect a client owes after ESHUTDOWN
+        Assert.That(await daemon.WaitForExitAsync(TimeSpan.FromSeconds(30)), Is.Zero);
+        Assert.That(daemon.Output, Does.Contain("ManagedDisks stopped"));
+    }
+
+    [Test]
+    public async Task ASecondStopSignalExitsAtOnce()
+    {
+        var daemon = await DaemonProcess.StartAsync(DaemonProcess.Disk("disk0", "8M"));
+        await using var _ = daemon;
+        // An attached client keeps the graceful stop waiting (ESHUTDOWN grace) long enough to interrupt it.
+        await using var client = await RawNbdClient.TransmittingAsync(daemon.SocketPath, "disk0");
+        Posix.Kill(daemon.ProcessId, Posix.SIGTERM);
+        await daemon.WaitForLogAsync("ManagedDisks stopping");
+        Posix.Kill(daemon.ProcessId, Posix.SIGTERM);
+        Assert.That(await daemon.WaitForExitAsync(TimeSpan.FromSeconds(30)), Is.EqualTo(143));
+        Assert.That(daemon.Output, Does.Not.Contain("ManagedDisks stopped"), "the graceful stop was cut short");
+    }
+
+    [Test]
     public async Task ReadOnlyDiskRefusesWritesWithEperm()
     {
         await using var daemon = await DaemonProcess.StartAsync(DaemonProcess.Disk("ro", "8M", "read_only = true"));

@@ -9,8 +9,37 @@ using Microsoft.Extensions.Logging.Console;
 namespace ManagedDisks.Daemon.Commands;
 
 /// <summary><c>managed-disks serve [--config PATH]</c>: the daemon in the foreground, as systemd runs it.</summary>
-internal static class ServeCommand
+internal static partial class ServeCommand
 {
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "_exit")]
+    private static partial void Exit(int status);
+
+    /// <summary>
+    /// The first SIGTERM (or SIGINT) stops gracefully; a second one means "now": exit at once,
+    /// as an operator expects. Acknowledged data is safe regardless: flushed or FUA writes are
+    /// durable when acknowledged, and the kernel still has the rest in the page cache.
+    /// </summary>
+    private static IDisposable AbortOnSecondSignal()
+    {
+        int signals = 0;
+        void OnSignal(System.Runtime.InteropServices.PosixSignalContext context)
+        {
+            if (Interlocked.Increment(ref signals) < 2) return;
+            Exit(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? 130 : 143);
+        }
+        var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, OnSignal);
+        var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, OnSignal);
+        return new Registrations(term, interrupt);
+    }
+
+    private sealed class Registrations(params IDisposable[] items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var item in items) item.Dispose();
+        }
+    }
+
     public static async Task<int> RunAsync(string? configPath, CancellationToken cancellationToken)
     {
         DaemonSettings settings;
@@ -51,6 +80,7 @@ internal static class ServeCommand
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();
+        using var impatience = AbortOnSecondSignal();
         try
         {
             await host.RunAsync(cancellationToken).ConfigureAwait(false);
