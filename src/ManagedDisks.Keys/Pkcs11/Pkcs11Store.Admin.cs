@@ -148,6 +148,12 @@ public sealed partial class Pkcs11Store
         });
     }
 
+    KeyInfo IKeyStoreAdmin.CreateKey(string name, int bits) => CreateKey(name, bits);
+
+    void IKeyStoreAdmin.Grant(string keyName, string identity, KeyOperations operations) => Grant(keyName, identity, operations);
+
+    void IKeyStoreAdmin.Revoke(string keyName, string identity) => Revoke(keyName, identity);
+
     private List<IObjectAttribute> PrivateAttributes(ISession session, string name, byte[] id)
     {
         var f = session.Factories.ObjectAttributeFactory;

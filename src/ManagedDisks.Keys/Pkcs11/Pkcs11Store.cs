@@ -15,7 +15,7 @@ namespace ManagedDisks.Keys.Pkcs11;
 /// version and recorded in the key slot. The access policy is a grants file (<see cref="GrantsFile"/>).
 /// Like the vault, wrap and unwrap check neither state nor policy: the key agent does, and audits.
 /// </summary>
-public sealed partial class Pkcs11Store : IKeyStore
+public sealed partial class Pkcs11Store : IKeyStoreAdmin
 {
     public const string TypeName = "pkcs11";
 

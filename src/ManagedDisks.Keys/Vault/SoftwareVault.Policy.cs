@@ -30,4 +30,8 @@ public sealed partial class SoftwareVault
         if (identity.Length is 0 or > 256 || identity.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)))
             throw new KeyStoreException($"'{identity}' is not a valid identity: use 1-256 characters without spaces, e.g. encryption-set:des1 (see `managed-disks set show`)");
     }
+
+    void IKeyStoreAdmin.Grant(string keyName, string identity, KeyOperations operations) => Grant(keyName, identity, operations);
+
+    void IKeyStoreAdmin.Revoke(string keyName, string identity) => Revoke(keyName, identity);
 }

@@ -17,7 +17,7 @@ namespace ManagedDisks.Keys.Vault;
 /// Reads re-read vault.json each time: they are rare, and another process may have changed it.
 /// Wrap and unwrap check neither state nor policy: the key agent does, and audits.
 /// </summary>
-public sealed partial class SoftwareVault : IKeyStore
+public sealed partial class SoftwareVault : IKeyStoreAdmin
 {
     public const string Algorithm = "RSA-OAEP-256";
     public static IReadOnlyList<int> KeySizes { get; } = [2048, 3072, 4096];
