@@ -97,7 +97,7 @@ public class TlsTests
         });
         await tls.AuthenticateAsClientAsync("localhost");
 
-        await tls.WriteAsync(Option(7, RawNbdClient.GoData("disk0")));
+        await tls.WriteAsync(RawNbdClient.EncodeOption(7, RawNbdClient.GoData("disk0")));
         while (true)
         {
             var header = new byte[20];
@@ -123,7 +123,7 @@ public class TlsTests
         await using var d = await StartAsync("require");
         await using var client = await RawNbdClient.NegotiatingAsync(d.SocketPath);
         // STARTTLS and, in the same write, a clear-text option an attacker slipped in behind it.
-        await client.SendAsync([.. Option(5, []), .. Option(8, [])]);
+        await client.SendAsync([.. RawNbdClient.EncodeOption(5, []), .. RawNbdClient.EncodeOption(8, [])]);
         Assert.That((await client.ReadOptionReplyAsync()).Type, Is.EqualTo(1u));
         Assert.That(await client.ServerClosedAsync(TimeSpan.FromSeconds(10)), Is.True);
         await d.WaitForLogAsync("clear-text bytes followed STARTTLS");
@@ -139,15 +139,5 @@ public class TlsTests
         var daemon = DaemonProcess.Launch(["serve", "--config", config], work, work);
         Assert.That(await daemon.WaitForExitAsync(TimeSpan.FromSeconds(60)), Is.EqualTo(2));
         Assert.That(daemon.Output, Does.Contain("[tls] cannot load certificate /nonexistent/cert.pem"));
-    }
-
-    private static byte[] Option(uint option, byte[] data)
-    {
-        var bytes = new byte[16 + data.Length];
-        BinaryPrimitives.WriteUInt64BigEndian(bytes, 0x49484156454F5054);
-        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(8), option);
-        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(12), (uint)data.Length);
-        data.CopyTo(bytes, 16);
-        return bytes;
     }
 }

@@ -55,25 +55,13 @@ internal static class AdminEndpoints
             stats.BytesRead, stats.BytesWritten, stats.Requests, stats.Errors);
     }
 
-    private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings)
-    {
-        foreach (var set in settings.EncryptionSets)
+    private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings) =>
+        settings.EncryptionSets.Select(set =>
         {
-            string state, granted = "None";
-            try
-            {
-                using var store = KeyStoreFactory.Open(settings.KeyStores.First(k => k.Name == set.KeyStore));
-                var key = store.GetKey(set.Key);
-                state = (key?.State ?? KeyState.NotFound).ToString();
-                if (key is not null && key.Grants.TryGetValue(set.Identity, out var ops)) granted = ops.ToString();
-            }
-            catch (KeyStoreException e)
-            {
-                state = $"Unreachable: {e.Message}";
-            }
-            yield return new KeyStatusView(set.Name, set.Identity, set.KeyStore, set.Key, set.KeyVersion, state, granted);
-        }
-    }
+            var status = SetKeyStatus.Read(settings, set);
+            string state = status.Error is null ? status.State!.Value.ToString() : $"Unreachable: {status.Error}";
+            return new KeyStatusView(set.Name, set.Identity, set.KeyStore, set.Key, set.KeyVersion, state, status.Granted.ToString());
+        });
 
     private static async Task<IResult> Run(Func<Task<IResult>> action)
     {

@@ -38,22 +38,18 @@ internal static class SetShowCommand
             ["auto_rotate"] = set.AutoRotate,
             ["disks"] = new JsonArray(settings.Disks.Where(d => d.EncryptionSet == set.Name).Select(d => (JsonNode)d.Name).ToArray()),
         };
-        try
+        var status = SetKeyStatus.Read(settings, set);
+        if (status.Error is null)
         {
-            using var store = KeyStoreFactory.Open(settings.KeyStores.First(k => k.Name == set.KeyStore));
-            var key = store.GetKey(set.Key);
-            document["key_state"] = (key?.State ?? KeyState.NotFound).ToString().ToLowerInvariant();
-            document["effective_key_version"] = set.KeyVersion ?? key?.LatestVersion;
-            var granted = key is not null && key.Grants.TryGetValue(set.Identity, out var ops) ? ops : KeyOperations.None;
-            document["granted_operations"] = granted.ToString();
-            document["grant_missing"] = (granted & (KeyOperations.WrapKey | KeyOperations.UnwrapKey)) != (KeyOperations.WrapKey | KeyOperations.UnwrapKey)
-                ? $"managed-disks {store.AdminCommand} --store {set.KeyStore} grant --key {set.Key} --identity {set.Identity} --ops wrapKey,unwrapKey"
-                : null;
+            document["key_state"] = status.State!.Value.ToString().ToLowerInvariant();
+            document["effective_key_version"] = set.KeyVersion ?? status.LatestVersion;
+            document["granted_operations"] = status.Granted.ToString();
+            document["grant_missing"] = status.GrantMissing ? status.GrantCommand(set) : null;
         }
-        catch (KeyStoreException e)
+        else
         {
             document["key_state"] = "unreachable";
-            document["key_error"] = e.Message;
+            document["key_error"] = status.Error;
         }
 
         if (json)

@@ -385,6 +385,9 @@ internal static partial class ConfigLoader
         return reader;
     }
 
+    /// <summary>The rule for disk, store and set names (a disk's name is its NBD export name).</summary>
+    public static bool IsValidName(string name) => NamePattern().IsMatch(name);
+
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex NamePattern();
 }

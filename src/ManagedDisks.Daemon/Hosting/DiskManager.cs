@@ -99,7 +99,7 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
                 throw new AdminException($"a disk named '{name}' already exists");
             if (encryptionSet is not null && settings.EncryptionSets.All(s => s.Name != encryptionSet))
                 throw new AdminException($"no encryption set named '{encryptionSet}'; declare it in disks.toml");
-            if (!System.Text.RegularExpressions.Regex.IsMatch(name, "^[A-Za-z0-9._-]{1,64}$"))
+            if (!ConfigLoader.IsValidName(name))
                 throw new AdminException("a disk name is 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
             if (size <= 0 || size % 4096 != 0) throw new AdminException($"size {size} is not a positive multiple of 4096 bytes");
             if (sectorSize is not (512 or 4096)) throw new AdminException($"sector size must be 512 or 4096, not {sectorSize}");

@@ -75,14 +75,17 @@ public sealed class RawNbdClient : IAsyncDisposable
         return SendAsync(bytes);
     }
 
-    public Task SendOptionAsync(uint option, byte[] data, uint? claimedLength = null)
+    public Task SendOptionAsync(uint option, byte[] data, uint? claimedLength = null) => SendAsync(EncodeOption(option, data, claimedLength));
+
+    /// <summary><c>u64 IHAVEOPT | u32 option | u32 length | data</c>; the length may lie, to test the server.</summary>
+    public static byte[] EncodeOption(uint option, byte[] data, uint? claimedLength = null)
     {
         var bytes = new byte[16 + data.Length];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, 0x49484156454F5054);
         BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(8), option);
         BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(12), claimedLength ?? (uint)data.Length);
         data.CopyTo(bytes, 16);
-        return SendAsync(bytes);
+        return bytes;
     }
 
     public Task SendRequestAsync(ushort flags, ushort type, ulong cookie, ulong offset, uint length, byte[]? payload = null, uint magic = 0x25609513)
