@@ -19,8 +19,6 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
     private readonly CancellationTokenSource _stopping = new();
     private int _connectionCount;
 
-    public int ConnectionCount => Volatile.Read(ref _connectionCount);
-
     /// <summary>Binds a listener and starts accepting; returns the bound endpoint (useful with TCP port 0).</summary>
     public EndPoint Listen(EndPoint endpoint)
     {

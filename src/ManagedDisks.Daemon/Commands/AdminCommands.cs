@@ -94,7 +94,7 @@ internal static class AdminCommands
 
     private static async Task<int> Call(string? configPath, Func<AdminClient, Task> action)
     {
-        if (AuditCommand.Settings(configPath) is not { } settings) return 2;
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         using var client = new AdminClient(settings.AdminSocket);
         try
         {

@@ -21,7 +21,7 @@ internal static class AuditCommand
 
     private static int Print(string? configPath, bool json)
     {
-        if (Settings(configPath) is not { } settings) return 2;
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         var log = AuditLog.Open(settings.AuditLog);
         foreach (var record in log.ReadAll())
         {
@@ -40,7 +40,7 @@ internal static class AuditCommand
 
     private static int Verify(string? configPath)
     {
-        if (Settings(configPath) is not { } settings) return 2;
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         string? problem = AuditLog.Open(settings.AuditLog).Verify(out int records);
         if (problem is null)
         {
@@ -49,18 +49,5 @@ internal static class AuditCommand
         }
         Console.Error.WriteLine($"managed-disks: audit log {settings.AuditLog} has been tampered with: {problem}");
         return 1;
-    }
-
-    internal static DaemonSettings? Settings(string? configPath)
-    {
-        try
-        {
-            return configPath is null ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory) : ConfigLoader.LoadFile(configPath);
-        }
-        catch (ConfigException e)
-        {
-            Console.Error.WriteLine($"managed-disks: {e.Message}");
-            return null;
-        }
     }
 }

@@ -20,16 +20,7 @@ internal static class ConfigShowCommand
 
     private static int Run(string? configPath, bool json)
     {
-        DaemonSettings settings;
-        try
-        {
-            settings = configPath is null ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory) : ConfigLoader.LoadFile(configPath);
-        }
-        catch (ConfigException e)
-        {
-            Console.Error.WriteLine($"managed-disks: {e.Message}");
-            return 2;
-        }
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         var effective = EffectiveConfiguration.From(settings);
         Console.Out.Write(json ? effective.ToJson() : effective.ToToml());
         return 0;

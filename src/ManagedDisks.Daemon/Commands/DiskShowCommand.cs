@@ -14,16 +14,7 @@ internal static class DiskShowCommand
 {
     public static async Task<int> RunAsync(string name, string? configPath, bool json)
     {
-        DaemonSettings settings;
-        try
-        {
-            settings = configPath is null ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory) : ConfigLoader.LoadFile(configPath);
-        }
-        catch (ConfigException e)
-        {
-            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
-            return 2;
-        }
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         var disk = settings.Disks.FirstOrDefault(d => d.Name == name);
         if (disk is null)
         {

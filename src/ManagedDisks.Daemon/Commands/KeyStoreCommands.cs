@@ -274,15 +274,12 @@ internal sealed record KeyStoreCommands<TStore>(
         settings = null!;
         store = null!;
         string? configPath = parse.GetValue(Config);
-        try
+        if (CommandSettings.Load(configPath) is not { } loaded)
         {
-            settings = configPath is null ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory) : ConfigLoader.LoadFile(configPath);
-        }
-        catch (ConfigException e)
-        {
-            exitCode = KeyStoreCommands.Fail(e.Message, 2);
+            exitCode = 2;
             return false;
         }
+        settings = loaded;
 
         var found = Find(settings, parse.GetValue(Store), out string error);
         if (found is null)

@@ -20,7 +20,7 @@ internal static class SetShowCommand
 
     private static int Run(string? configPath, string name, bool json)
     {
-        if (AuditCommand.Settings(configPath) is not { } settings) return 2;
+        if (CommandSettings.Load(configPath) is not { } settings) return 2;
         var set = settings.EncryptionSets.FirstOrDefault(s => s.Name == name);
         if (set is null)
         {
