@@ -277,7 +277,12 @@ internal sealed class Handshake(ConnectionStreams streams, IExportCatalog catalo
         var export = catalog.Find(request.ExportName);
         if (export is null)
         {
-            await ErrorAsync(option, OptionReplyType.ErrUnknown, $"no export named {WireStrings.Quote(request.ExportName)}; NBD_OPT_LIST shows the exports").ConfigureAwait(false);
+            if (catalog.RefusalFor(request.ExportName) is { } refusal)
+            {
+                NbdLog.ExportRefusedByPolicy(logger, peer, WireStrings.Quote(request.ExportName), refusal);
+                await ErrorAsync(option, OptionReplyType.ErrPolicy, refusal).ConfigureAwait(false);
+            }
+            else await ErrorAsync(option, OptionReplyType.ErrUnknown, $"no export named {WireStrings.Quote(request.ExportName)}; NBD_OPT_LIST shows the exports").ConfigureAwait(false);
             return Outcome.Continue;
         }
 

@@ -13,4 +13,10 @@ public interface IExportCatalog
 
     /// <summary>Finds an export by name; the empty name means the default export, if there is one.</summary>
     NbdExport? Find(string name);
+
+    /// <summary>
+    /// Why a known export may not be attached now (e.g. its key was revoked), or null. A client
+    /// asking for it gets NBD_REP_ERR_POLICY with this message instead of "unknown export".
+    /// </summary>
+    string? RefusalFor(string name) => null;
 }

@@ -72,4 +72,10 @@ internal static partial class NbdLog
 
     [LoggerMessage(1025, LogLevel.Error, "Client {Peer}: the connection failed unexpectedly")]
     public static partial void ConnectionFailed(ILogger logger, string peer, Exception exception);
+
+    [LoggerMessage(1026, LogLevel.Warning, "Client {Peer} may not attach {Export}: {Reason}")]
+    public static partial void ExportRefusedByPolicy(ILogger logger, string peer, string export, string reason);
+
+    [LoggerMessage(1027, LogLevel.Warning, "Disconnected {Count} client(s) of {Export}")]
+    public static partial void ExportDisconnected(ILogger logger, string export, int count);
 }

@@ -95,15 +95,21 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             }
             if (client.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6) client.NoDelay = true;
 
-            var connection = new Connection(client, id, peer);
+            var connection = new Connection(client, id, peer, _stopping.Token);
             _connections[id] = connection;
-            connection.Task = RunConnectionAsync(id, client, peer);
+            connection.Task = RunConnectionAsync(connection);
         }
     }
 
-    private sealed class Connection(Socket socket, long id, string peer)
+    private sealed class Connection(Socket socket, long id, string peer, CancellationToken serverStopping)
     {
         public Socket Socket { get; } = socket;
+        public long Id { get; } = id;
+        public string Peer { get; } = peer;
+
+        /// <summary>Ends this connection's transmission softly: the server stops, or its export is taken away.</summary>
+        public CancellationTokenSource Stop { get; } = CancellationTokenSource.CreateLinkedTokenSource(serverStopping);
+
         public Task Task { get; set; } = Task.CompletedTask;
         public NbdConnectionInfo Info { get; set; } = new(id, peer, null, DateTimeOffset.UtcNow);
     }
@@ -115,8 +121,28 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
     public IReadOnlyList<NbdConnectionInfo> Connections =>
         _connections.Values.Select(c => c.Info).OrderBy(c => c.Id).ToList();
 
-    private async Task RunConnectionAsync(long id, Socket socket, string peer)
+    /// <summary>
+    /// Disconnects every client of an export the way a stopping server does (requests that still
+    /// arrive get ESHUTDOWN, then the connection closes) and returns once they are gone.
+    /// </summary>
+    public async Task DisconnectExportAsync(string export)
     {
+        var leaving = _connections.Values.Where(c => c.Info.Export == export).ToList();
+        foreach (var connection in leaving) connection.Stop.Cancel();
+        var all = Task.WhenAll(leaving.Select(c => c.Task));
+        if (await Task.WhenAny(all, Task.Delay(options.ShutdownGrace + options.ShutdownTimeout)).ConfigureAwait(false) != all)
+        {
+            foreach (var connection in leaving) connection.Socket.Dispose();
+            await all.ConfigureAwait(false);
+        }
+        if (leaving.Count > 0) NbdLog.ExportDisconnected(logger, export, leaving.Count);
+    }
+
+    private async Task RunConnectionAsync(Connection connection)
+    {
+        long id = connection.Id;
+        var socket = connection.Socket;
+        string peer = connection.Peer;
         await Task.Yield();
         NbdMetrics.ConnectionOpened(); // leave the accept loop at once
         NbdLog.Connected(logger, peer);
@@ -139,8 +165,8 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             }
             if (session is null) return;
             NbdLog.Attached(logger, peer, session.Export.Name);
-            if (_connections.TryGetValue(id, out var connection)) connection.Info = connection.Info with { Export = session.Export.Name };
-            await new Transmission(streams.Input, streams.Output, session, options, logger, peer).RunAsync(_stopping.Token).ConfigureAwait(false);
+            connection.Info = connection.Info with { Export = session.Export.Name };
+            await new Transmission(streams.Input, streams.Output, session, options, logger, peer).RunAsync(connection.Stop.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
         {
@@ -156,6 +182,7 @@ public sealed class NbdServer(IExportCatalog catalog, NbdServerOptions options, 
             Interlocked.Decrement(ref _connectionCount);
             NbdMetrics.ConnectionClosed();
             _connections.TryRemove(id, out _);
+            connection.Stop.Dispose();
             NbdLog.Disconnected(logger, peer);
         }
     }

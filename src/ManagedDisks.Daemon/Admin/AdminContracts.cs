@@ -5,9 +5,15 @@ namespace ManagedDisks.Daemon.Admin;
 
 // The admin API's JSON shapes, shared by the daemon and the CLI (snake_case on the wire).
 
+/// <summary>
+/// A disk as the daemon sees it. <see cref="State"/>: serving, grace (its key is not usable and
+/// <see cref="Deadline"/> says when it will be shut down), shut-down (waiting for its key), or
+/// detached. <see cref="KeyState"/>: usable, revoked or unreachable; <see cref="Reason"/> says why.
+/// </summary>
 internal sealed record DiskView(
     string Name, long Size, int SectorSize, string? EncryptionSet, string KeyStore, string Key, string KeyVersion,
-    string BackingFile, int Connections, long BytesRead, long BytesWritten, long Requests, long Errors);
+    string BackingFile, int Connections, long BytesRead, long BytesWritten, long Requests, long Errors,
+    string State = "serving", string KeyState = "usable", DateTimeOffset? Deadline = null, string? Reason = null);
 
 /// <summary>Everything an operator looks at first: disks with their traffic, clients, and key states.</summary>
 internal sealed record StatusView(DateTimeOffset Time, IReadOnlyList<DiskView> Disks, IReadOnlyList<ConnectionView> Connections, IReadOnlyList<KeyStatusView> Keys);

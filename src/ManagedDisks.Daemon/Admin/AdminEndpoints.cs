@@ -1,6 +1,7 @@
 using ManagedDisks.Daemon.Configuration;
 using ManagedDisks.Daemon.Hosting;
 using ManagedDisks.Keys;
+using ManagedDisks.Keys.Lifecycle;
 using ManagedDisks.Nbd;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -10,28 +11,41 @@ namespace ManagedDisks.Daemon.Admin;
 /// <summary>The admin API: what the CLI uses while the daemon runs. Changes apply at once, without disconnecting anyone.</summary>
 internal static class AdminEndpoints
 {
-    public static void Map(WebApplication app, DaemonSettings settings, DiskManager disks, NbdServer server)
+    public static void Map(WebApplication app, DaemonSettings settings, DiskManager disks, NbdServer server, GraceTimers timers)
     {
-        app.MapGet("/v1/disks", () => Results.Json(disks.Disks.Select(d => View(d, server)), AdminJson.Options));
+        IEnumerable<DiskView> AllDisks() => disks.Disks.Select(d => View(d, server, timers))
+            .Concat(disks.Unserved.Select(d => View(d, timers)))
+            .OrderBy(d => d.Name, StringComparer.Ordinal);
+
+        app.MapGet("/v1/disks", () => Results.Json(AllDisks(), AdminJson.Options));
 
         app.MapGet("/v1/disks/{name}", (string name) =>
-            disks.Disks.FirstOrDefault(d => d.Settings.Name == name) is { } disk
-                ? Results.Json(View(disk, server), AdminJson.Options)
-                : Error($"no disk named '{name}' is served", StatusCodes.Status404NotFound));
+            AllDisks().FirstOrDefault(d => d.Name == name) is { } disk
+                ? Results.Json(disk, AdminJson.Options)
+                : Error($"no disk named '{name}'", StatusCodes.Status404NotFound));
+
+        app.MapPost("/v1/disks/{name}/detach", (string name) => Run(async () =>
+        {
+            await disks.DetachAsync(name);
+            return Results.Json(AllDisks().First(d => d.Name == name), AdminJson.Options);
+        }));
+
+        app.MapPost("/v1/disks/{name}/attach", (string name) => Run(async () =>
+            Results.Json(View(await disks.AttachAsync(name), server, timers), AdminJson.Options)));
 
         app.MapPost("/v1/disks", async (HttpRequest http) =>
         {
             var request = await http.ReadFromJsonAsync<CreateDiskRequest>(AdminJson.Options);
             if (request is null || string.IsNullOrEmpty(request.Name)) return Error("the body must be {\"name\": ..., \"size\": \"10G\"}", 400);
             if (!Units.TryParseSize(request.Size ?? "", out long size)) return Error($"size '{request.Size}' is not a size like \"512M\" or \"10G\"", 400);
-            return await Run(async () => Results.Json(View(await disks.CreateAsync(request.Name, size, request.SectorSize ?? 4096, request.EncryptionSet, request.Description ?? ""), server),
+            return await Run(async () => Results.Json(View(await disks.CreateAsync(request.Name, size, request.SectorSize ?? 4096, request.EncryptionSet, request.Description ?? ""), server, timers),
                 AdminJson.Options, statusCode: StatusCodes.Status201Created));
         });
 
         app.MapPut("/v1/disks/{name}/encryption-set", async (string name, HttpRequest http) =>
         {
             var request = await http.ReadFromJsonAsync<MoveDiskRequest>(AdminJson.Options);
-            return await Run(async () => Results.Json(View(await disks.MoveAsync(name, request?.EncryptionSet), server), AdminJson.Options));
+            return await Run(async () => Results.Json(View(await disks.MoveAsync(name, request?.EncryptionSet), server, timers), AdminJson.Options));
         });
 
         app.MapGet("/v1/connections", () => Results.Json(
@@ -40,20 +54,36 @@ internal static class AdminEndpoints
         app.MapGet("/v1/keys", () => Results.Json(KeyStatus(settings), AdminJson.Options));
 
         app.MapGet("/v1/status", () => Results.Json(new StatusView(DateTimeOffset.UtcNow,
-            disks.Disks.Select(d => View(d, server)).ToList(),
+            AllDisks().ToList(),
             server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)).ToList(),
             KeyStatus(settings).ToList()), AdminJson.Options));
     }
 
-    private static DiskView View(OpenedDisk disk, NbdServer server)
+    private static DiskView View(OpenedDisk disk, NbdServer server, GraceTimers timers)
     {
         var slot = disk.Header.KeySlots[0];
         var stats = NbdServer.StatisticsFor(disk.Settings.Name);
+        var timer = timers.For(disk.Settings.Name);
         return new DiskView(disk.Settings.Name, disk.Device.Size, disk.Header.SectorSize, disk.Settings.EncryptionSet,
             slot.KeyStore, slot.KeyName, slot.KeyVersion, disk.Settings.Path,
             server.Connections.Count(c => c.Export == disk.Settings.Name),
-            stats.BytesRead, stats.BytesWritten, stats.Requests, stats.Errors);
+            stats.BytesRead, stats.BytesWritten, stats.Requests, stats.Errors,
+            timer is null ? "serving" : "grace", KeyStateName(timer?.Kind ?? KeyUsability.Usable), timer?.Deadline, timer?.Reason);
     }
+
+    /// <summary>A disk not served now: its key information is what the configuration says, the header is not read.</summary>
+    private static DiskView View(UnservedDisk disk, GraceTimers timers)
+    {
+        var stats = NbdServer.StatisticsFor(disk.Settings.Name);
+        var timer = timers.For(disk.Settings.Name);
+        string state = disk.Reason == UnservedReason.Detached ? "detached" : timer is { Expired: true } ? "shut-down" : "waiting-for-key";
+        string keyState = timer is not null ? KeyStateName(timer.Kind) : disk.Reason == UnservedReason.Detached ? "usable" : "revoked";
+        return new DiskView(disk.Settings.Name, disk.Settings.Size, disk.Settings.SectorSize, disk.Settings.EncryptionSet,
+            "", "", "", disk.Settings.Path, 0, stats.BytesRead, stats.BytesWritten, stats.Requests, stats.Errors,
+            state, keyState, timer?.Deadline, disk.Message);
+    }
+
+    private static string KeyStateName(KeyUsability usability) => usability.ToString().ToLowerInvariant();
 
     private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings) =>
         settings.EncryptionSets.Select(set =>

@@ -47,7 +47,19 @@ internal static class AdminCommands
                     new MoveDiskRequest(parse.GetValue(target)))));
         });
 
+        var detachName = new Argument<string>("NAME") { Description = "The disk to detach" };
+        var detach = new Command("detach", "Stop serving a disk: its clients are disconnected and its DEK wiped from memory; kept across restarts") { detachName };
+        detach.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<DiskView>(HttpMethod.Post, $"v1/disks/{Uri.EscapeDataString(parse.GetValue(detachName)!)}/detach"))));
+
+        var attachName = new Argument<string>("NAME") { Description = "The disk to serve again" };
+        var attach = new Command("attach", "Serve a detached disk again (its key must be usable)") { attachName };
+        attach.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<DiskView>(HttpMethod.Post, $"v1/disks/{Uri.EscapeDataString(parse.GetValue(attachName)!)}/attach"))));
+
         disk.Subcommands.Add(list);
+        disk.Subcommands.Add(detach);
+        disk.Subcommands.Add(attach);
         disk.Subcommands.Add(create);
         disk.Subcommands.Add(move);
     }
@@ -72,9 +84,16 @@ internal static class AdminCommands
                 Print(status);
                 return;
             }
-            Console.WriteLine($"{"DISK",-16} {"SIZE",10} {"KEY",-40} {"CLIENTS",7} {"READ",10} {"WRITTEN",10} {"ERRORS",6}");
+            Console.WriteLine($"{"DISK",-16} {"STATE",-15} {"SIZE",10} {"KEY",-32} {"KEY STATE",-11} {"CLIENTS",7} {"READ",10} {"WRITTEN",10} {"ERRORS",6}");
             foreach (var d in status.Disks)
-                Console.WriteLine($"{d.Name,-16} {Units.FormatSize(d.Size),10} {$"{d.KeyStore}/{d.Key}",-40} {d.Connections,7} {Units.FormatSize(d.BytesRead),10} {Units.FormatSize(d.BytesWritten),10} {d.Errors,6}");
+            {
+                string key = d.KeyStore.Length == 0 ? "-" : $"{d.KeyStore}/{d.Key}@{d.KeyVersion}";
+                Console.WriteLine($"{d.Name,-16} {d.State,-15} {Units.FormatSize(d.Size),10} {key,-32} {d.KeyState,-11} {d.Connections,7} {Units.FormatSize(d.BytesRead),10} {Units.FormatSize(d.BytesWritten),10} {d.Errors,6}");
+                if (d.Deadline is { } deadline)
+                    Console.WriteLine($"  {(d.State == "shut-down" ? "shut down at" : "shuts down at")} {deadline:u}: {d.Reason}");
+                else if (d.Reason is { } reason)
+                    Console.WriteLine($"  {reason}");
+            }
             foreach (var k in status.Keys)
                 Console.WriteLine($"set {k.EncryptionSet}: key {k.KeyStore}/{k.Key} {k.KeyState}, identity {k.Identity} granted {k.GrantedOperations}");
             Console.WriteLine($"{status.Connections.Count} client connection(s)");

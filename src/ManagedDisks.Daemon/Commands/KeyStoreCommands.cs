@@ -216,8 +216,8 @@ internal sealed record KeyStoreCommands<TStore>(
             return RunChange(parse, "revoke", keyName, store =>
             {
                 store.Revoke(keyName, who);
-                return new KeyStoreOutcome($"revoked the grant of '{who}' on key '{keyName}'; disks already served keep their key until the daemon restarts, " +
-                                           "and no disk can be opened or created with it", Detail: $"identity={who}");
+                return new KeyStoreOutcome($"revoked the grant of '{who}' on key '{keyName}'; at its next key poll the daemon starts the revoke_grace " +
+                                           "of the disks it serves with this key, and no disk can be opened or created with it", Detail: $"identity={who}");
             }, $"identity={who}");
         });
         return command;

@@ -1,5 +1,7 @@
 using ManagedDisks.Daemon.Configuration;
 using ManagedDisks.Daemon.Hosting;
+using ManagedDisks.Keys;
+using ManagedDisks.Keys.Lifecycle;
 using ManagedDisks.Nbd;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -43,13 +45,15 @@ internal static partial class ServeCommand
     public static async Task<int> RunAsync(string? configPath, CancellationToken cancellationToken)
     {
         DaemonSettings settings;
+        GraceTimers timers;
         try
         {
             settings = configPath is null
                 ? ConfigLoader.LoadEmbeddedDefault(Environment.CurrentDirectory)
                 : ConfigLoader.LoadFile(configPath);
+            timers = new GraceTimers(settings.GraceTimersFile, settings.RevokeGrace, settings.UnreachableGrace, TimeProvider.System);
         }
-        catch (ConfigException e)
+        catch (Exception e) when (e is ConfigException or KeyStoreException)
         {
             await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
             return 2;
@@ -72,11 +76,13 @@ internal static partial class ServeCommand
         builder.Services.AddSingleton<IExportCatalog>(sp => sp.GetRequiredService<DiskRegistry>());
         builder.Services.AddSingleton<NbdServer>();
         builder.Services.AddSingleton<DiskManager>();
+        builder.Services.AddSingleton(timers);
+        builder.Services.AddSingleton<RevocationHook>();
         // Metrics first: key operations made while disks open are counted too.
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<NbdHostedService>();
         builder.Services.AddHostedService<Admin.AdminApiService>();
-        builder.Services.AddHostedService<KeyPoller>();
+        builder.Services.AddHostedService<KeyLifecycleService>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();

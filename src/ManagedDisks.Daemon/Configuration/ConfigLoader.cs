@@ -54,12 +54,13 @@ internal static partial class ConfigLoader
         string platformKeyFile = Path.Combine(stateDir, "keys", "platform-key.pem");
         string platformKeySecret = ResolveSecretPath(daemon, "platform_key_secret", Path.Combine("keys", "platform-key.secret"), stateDir, "[daemon]");
 
-        var keyPollInterval = TimeSpan.FromMinutes(5);
-        if (tables.Timers.Duration("key_poll_interval") is { } poll)
-        {
-            if (Units.TryParseDuration(poll, out var interval)) keyPollInterval = interval;
-            else tables.Timers.Problem("key_poll_interval", $"[timers] key_poll_interval: '{poll}' is not a duration like \"30s\" or \"5m\"");
-        }
+        var keyPollInterval = ReadDuration(tables.Timers, "key_poll_interval", TimeSpan.FromMinutes(5));
+        var revokeGrace = ReadDuration(tables.Timers, "revoke_grace", TimeSpan.FromHours(1));
+        var unreachableGrace = ReadDuration(tables.Timers, "unreachable_grace", revokeGrace);
+        var rotationCheckInterval = ReadDuration(tables.Timers, "rotation_check_interval", TimeSpan.FromHours(1));
+        var onKeyRevoked = daemon.StringList("on_key_revoked")?.Select(v => (string)v.Value!).ToList() ?? [];
+        if (daemon.StringList("on_key_revoked") is { Count: 0 })
+            daemon.Problem("on_key_revoked", "[daemon] on_key_revoked: give the command as an array, e.g. [\"/usr/local/sbin/stop-vm\", \"--clean\"], or leave the key out");
 
         var (tls, tlsSettings) = ReadTls(tables.Tls, stateDir);
         Uri? metrics = null;
@@ -175,9 +176,21 @@ internal static partial class ConfigLoader
         return new DaemonSettings(source, stateDir, listen, adminSocket, platformKeyFile, platformKeySecret, server, disks, keyStores, sets)
         {
             KeyPollInterval = keyPollInterval,
+            RevokeGrace = revokeGrace,
+            UnreachableGrace = unreachableGrace,
+            RotationCheckInterval = rotationCheckInterval,
+            OnKeyRevoked = onKeyRevoked,
             Tls = tlsSettings,
             Metrics = metrics,
         };
+    }
+
+    private static TimeSpan ReadDuration(TableReader table, string key, TimeSpan fallback)
+    {
+        if (table.Duration(key) is not { } text) return fallback;
+        if (Units.TryParseDuration(text, out var value) && value > TimeSpan.Zero) return value;
+        table.Problem(key, $"{table.Where} {key}: '{text}' is not a positive duration like \"30s\", \"5m\" or \"1h\"");
+        return fallback;
     }
 
     private static readonly string[] Pkcs11Keys = ["module", "token_label", "slot", "pin_file"];

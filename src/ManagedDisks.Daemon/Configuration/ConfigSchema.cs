@@ -42,11 +42,15 @@ internal static class ConfigSchema
         new("handshake_timeout", ConfigValueKind.Duration),
         new("connection_inflight_bytes", ConfigValueKind.Size),
         new("platform_key_secret", ConfigValueKind.Path),
+        new("on_key_revoked", ConfigValueKind.StringList),
     ]);
 
     public static readonly ConfigTable Timers = new("timers", IsArray: false,
     [
         new("key_poll_interval", ConfigValueKind.Duration),
+        new("revoke_grace", ConfigValueKind.Duration),
+        new("unreachable_grace", ConfigValueKind.Duration),
+        new("rotation_check_interval", ConfigValueKind.Duration),
     ]);
 
     public static readonly ConfigTable Tls = new("tls", IsArray: false,

@@ -19,6 +19,21 @@ internal sealed record DaemonSettings(
     /// <summary>How often the daemon re-reads key state, e.g. to open a disk whose key was granted since start.</summary>
     public TimeSpan KeyPollInterval { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>How long a disk keeps serving after its key was disabled, deleted, expired or its grant revoked.</summary>
+    public TimeSpan RevokeGrace { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>How long a disk keeps serving while its key store cannot be reached.</summary>
+    public TimeSpan UnreachableGrace { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>How often sets with auto_rotate look for a new key version.</summary>
+    public TimeSpan RotationCheckInterval { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>[daemon] on_key_revoked: a command run when a grace period starts (disk name and deadline appended), or empty.</summary>
+    public IReadOnlyList<string> OnKeyRevoked { get; init; } = [];
+
+    /// <summary>Where the revocation clocks are kept across restarts.</summary>
+    public string GraceTimersFile => System.IO.Path.Combine(StateDir, "grace-timers.json");
+
     /// <summary>[tls] as written (paths resolved), for config show; the loaded certificates are in Server.Tls.</summary>
     public TlsSettings Tls { get; init; } = new("off", null, null, null);
 

@@ -37,4 +37,28 @@ internal static partial class DaemonLog
 
     [LoggerMessage(2012, LogLevel.Information, "ManagedDisks stopped")]
     public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(2013, LogLevel.Warning, "Disk {Disk} shut down: {Reason}")]
+    public static partial void DiskShutDown(ILogger logger, string disk, string reason);
+
+    [LoggerMessage(2014, LogLevel.Information, "Disk {Disk} detached")]
+    public static partial void DiskDetached(ILogger logger, string disk);
+
+    [LoggerMessage(2015, LogLevel.Warning, "Disk {Disk}: its key is not usable ({Reason}); it is served until {Deadline:u}, then shut down")]
+    public static partial void GraceStarted(ILogger logger, string disk, string reason, DateTimeOffset deadline);
+
+    [LoggerMessage(2016, LogLevel.Information, "Disk {Disk}: its key is usable again; the grace period is over and nothing changes for its clients")]
+    public static partial void GraceCancelled(ILogger logger, string disk);
+
+    [LoggerMessage(2017, LogLevel.Information, "Disk {Disk}: its key is usable again; the disk is served again")]
+    public static partial void DiskRestored(ILogger logger, string disk);
+
+    [LoggerMessage(2018, LogLevel.Warning, "on_key_revoked for disk {Disk} exited with {ExitCode}: {Output}")]
+    public static partial void HookFailed(ILogger logger, string disk, int exitCode, string output);
+
+    [LoggerMessage(2019, LogLevel.Information, "on_key_revoked ran for disk {Disk}")]
+    public static partial void HookRan(ILogger logger, string disk);
+
+    [LoggerMessage(2020, LogLevel.Warning, "Key check: {Reason}")]
+    public static partial void KeyCheckFailed(ILogger logger, string reason);
 }

@@ -4,6 +4,7 @@ using ManagedDisks.Encryption;
 using ManagedDisks.Encryption.Format;
 using ManagedDisks.Keys;
 using ManagedDisks.Keys.Agent;
+using ManagedDisks.Keys.Lifecycle;
 using Microsoft.Extensions.Logging;
 
 namespace ManagedDisks.Daemon.Hosting;
@@ -60,7 +61,7 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
             }
             if (header.LogicalSize != disk.Size) DaemonLog.SizeMismatch(logger, disk.Name, disk.Size, disk.Path, header.LogicalSize);
             var device = new EncryptedDisk(file, cipher, header.PayloadOffset, header.LogicalSize, header.SectorSize, disk.DetectZeroes);
-            return new OpenedDisk(disk, file, device, header, opened.Sequence);
+            return new OpenedDisk(disk, file, device, new GatedDevice(device), header, opened.Sequence);
         }
         catch
         {
@@ -87,6 +88,28 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
         await DiskContainer.WriteAsync(disk.File, header, disk.Sequence + 1).ConfigureAwait(false);
         DaemonLog.DiskRewrapped(logger, settings.Name, $"{slot.KeyStore}/{slot.KeyName}", $"{newSlot.KeyStore}/{newSlot.KeyName}/{newSlot.KeyVersion}");
         return disk with { Settings = settings, Header = header, Sequence = disk.Sequence + 1 };
+    }
+
+    /// <summary>Whether the key of a served disk's slot can be used now (no unwrap, no audit record).</summary>
+    public KeyAccess CheckAccess(OpenedDisk disk)
+    {
+        var slot = disk.Header.KeySlots[0];
+        return agent.CheckUnwrap(IdentityFor(slot), slot, disk.Settings.Name);
+    }
+
+    /// <summary>Whether any key slot of a disk that is not open could be unwrapped now.</summary>
+    public async Task<KeyAccess> CheckAccessAsync(DiskSettings disk)
+    {
+        await using var file = SparseFile.OpenForInspection(disk.Path);
+        var header = (await DiskContainer.ReadAsync(file, disk.Path).ConfigureAwait(false)).Header;
+        KeyAccess? first = null;
+        foreach (var slot in header.KeySlots)
+        {
+            var access = agent.CheckUnwrap(IdentityFor(slot), slot, disk.Name);
+            if (access.IsUsable) return access;
+            first ??= access;
+        }
+        return first ?? new KeyAccess(KeyUsability.Revoked, $"disk {disk.Name} has no key slot");
     }
 
     private EncryptionSetSettings? SetOf(DiskSettings disk) =>

@@ -43,6 +43,25 @@ internal sealed class KeySession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Opens the platform key and every store that opens; the others are left out with the
+    /// reason, so that one broken store does not hide the state of the keys in the rest.
+    /// </summary>
+    /// <exception cref="KeyStoreException">The platform key cannot be opened.</exception>
+    public static KeySession OpenAvailable(DaemonSettings settings, out IReadOnlyDictionary<string, string> failures)
+    {
+        var failed = new Dictionary<string, string>();
+        var stores = new Dictionary<string, IKeyStore>();
+        var platform = PlatformKeyStore.OpenOrCreate(settings.PlatformKeyFile, settings.PlatformKeySecretFile);
+        foreach (var store in settings.KeyStores)
+        {
+            try { stores[store.Name] = KeyStoreFactory.Open(store); }
+            catch (KeyStoreException e) { failed[store.Name] = e.Message; }
+        }
+        failures = failed;
+        return new KeySession(platform, stores, new KeyAgent(stores, platform, AuditLog.Open(settings.AuditLog)));
+    }
+
     public void Dispose()
     {
         _platform.Dispose();

@@ -7,7 +7,7 @@ namespace ManagedDisks.Daemon.Hosting;
 
 /// <summary>
 /// Changes made through the admin API, kept in <c>STATE_DIR/admin-changes.json</c> so that they
-/// survive a restart: disks created at run time, and disks moved to another encryption set.
+/// survive a restart: disks created at run time, disks moved to another encryption set, and detached disks.
 /// disks.toml is never rewritten (an operator's comments and layout stay theirs); a disk
 /// declared in disks.toml takes its settings from there, with only the set override applied.
 /// </summary>
@@ -17,6 +17,9 @@ internal sealed class RuntimeChanges
 
     /// <summary>Disk name → encryption set ("" for the platform key).</summary>
     [JsonPropertyName("encryption_sets")] public Dictionary<string, string> EncryptionSets { get; set; } = [];
+
+    /// <summary>Disks detached by the admin: known, not served until attached again.</summary>
+    [JsonPropertyName("detached")] public List<string> Detached { get; set; } = [];
 
     public sealed record RuntimeDisk(
         [property: JsonPropertyName("name")] string Name,

@@ -1,6 +1,7 @@
 using ManagedDisks.Encryption;
 using ManagedDisks.Encryption.Format;
 using ManagedDisks.Keys.Audit;
+using ManagedDisks.Keys.Lifecycle;
 
 namespace ManagedDisks.Keys.Agent;
 
@@ -80,21 +81,53 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
     /// <summary>Checks that the key exists, can be used now, and that the identity holds the operation.</summary>
     private (IKeyStore Store, KeyInfo Key) Authorize(string identity, string storeName, string keyName, KeyOperations operation, string? version, string disk)
     {
+        var (store, key, access) = Evaluate(identity, storeName, keyName, operation, version, disk);
+        if (!access.IsUsable)
+            throw Denied(identity, operation == KeyOperations.WrapKey ? "wrapKey" : "unwrapKey", storeName, keyName, version, disk, access.Reason);
+        return (store!, key!);
+    }
+
+    /// <summary>
+    /// Whether the identity could unwrap this key slot now, without unwrapping and without an
+    /// audit record (the key lifecycle asks this on every poll and audits what changes).
+    /// </summary>
+    public KeyAccess CheckUnwrap(string? identity, KeySlot slot, string disk)
+    {
+        if (slot.KeyStore == PlatformKeyStore.StoreName) return KeyAccess.Usable;
+        if (identity is null)
+            return new KeyAccess(KeyUsability.Revoked, $"disk {disk}: no [[encryption_set]] uses key '{slot.KeyName}' of key store '{slot.KeyStore}'; declare one");
+        return Evaluate(identity, slot.KeyStore, slot.KeyName, KeyOperations.UnwrapKey, slot.KeyVersion, disk).Access;
+    }
+
+    private (IKeyStore? Store, KeyInfo? Key, KeyAccess Access) Evaluate(string identity, string storeName, string keyName, KeyOperations operation, string? version, string disk)
+    {
         string op = operation == KeyOperations.WrapKey ? "wrapKey" : "unwrapKey";
         if (!stores.TryGetValue(storeName, out var store))
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key store '{storeName}' is not configured; declare it as a [[key_store]]");
-        var key = store.GetKey(keyName);
+            return (null, null, Revoked($"disk {disk}: key store '{storeName}' is not configured; declare it as a [[key_store]]"));
+        KeyInfo? key;
+        try
+        {
+            key = store.GetKey(keyName);
+        }
+        catch (KeyStoreException e)
+        {
+            return (store, null, new KeyAccess(KeyUsability.Unreachable, $"disk {disk}: key store '{storeName}' cannot be read: {e.Message}"));
+        }
         if (key is null || key.State == KeyState.NotFound)
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' does not exist in key store '{storeName}'; create or import it with `managed-disks {store.AdminCommand} --store {storeName} key create {keyName}`");
+            return (store, key, Revoked($"disk {disk}: key '{keyName}' does not exist in key store '{storeName}'; create or import it with `managed-disks {store.AdminCommand} --store {storeName} key create {keyName}`"));
         if (key.State != KeyState.Enabled)
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' in '{storeName}' is {StateName(key.State)}; {Remedy(key.State, store.AdminCommand, storeName, keyName)}");
+        {
+            var usability = key.State == KeyState.Unreachable ? KeyUsability.Unreachable : KeyUsability.Revoked;
+            return (store, key, new KeyAccess(usability, $"disk {disk}: key '{keyName}' in '{storeName}' is {StateName(key.State)}; {Remedy(key.State, store.AdminCommand, storeName, keyName)}"));
+        }
         if (!key.Grants.TryGetValue(identity, out var granted) || (granted & operation) == 0)
-            throw Denied(identity, op, storeName, keyName, version, disk,
-                $"disk {disk}: identity '{identity}' may not {op} with key '{keyName}' in '{storeName}'; grant it with `managed-disks {store.AdminCommand} --store {storeName} grant --key {keyName} --identity {identity} --ops wrapKey,unwrapKey`");
+            return (store, key, Revoked($"disk {disk}: identity '{identity}' may not {op} with key '{keyName}' in '{storeName}'; grant it with `managed-disks {store.AdminCommand} --store {storeName} grant --key {keyName} --identity {identity} --ops wrapKey,unwrapKey`"));
         if (version is not null && key.Versions.All(v => v.Version != version))
-            throw Denied(identity, op, storeName, keyName, version, disk, $"disk {disk}: key '{keyName}' in '{storeName}' has no version {version}");
-        return (store, key);
+            return (store, key, Revoked($"disk {disk}: key '{keyName}' in '{storeName}' has no version {version}"));
+        return (store, key, KeyAccess.Usable);
     }
+
+    private static KeyAccess Revoked(string reason) => new(KeyUsability.Revoked, reason);
 
     private static string StateName(KeyState state) => state switch
     {
