@@ -82,7 +82,6 @@ def run_trial(trial, args, daemon, rng, baseline, work):
         deadline = time.monotonic() + 10
         while shared.flushes_in_flight.value == 0 and time.monotonic() < deadline:
             pass  # spin: a flush is in flight for milliseconds only
-    flushing_at_kill = shared.flushes_in_flight.value
     daemon.kill9()
     killed_at = time.monotonic()
     for w in workers:
@@ -110,7 +109,7 @@ def run_trial(trial, args, daemon, rng, baseline, work):
                  flushes=sum(f.done_ns is not None for f in flushes), open_flushes=open_flushes,
                  mib=sum(w.length for w in writes if w.acked) / MiB)
     print(f"trial {trial}: kill {'during a flush' if open_flushes else 'between flushes'}"
-          f"{' (aimed at one)' if mid_flush else ''} (counter {flushing_at_kill}); "
+          f"{' (aimed at one)' if mid_flush else ''}; "
           f"{stats['writes']} writes ({stats['acked']} answered, {stats['fua']} FUA, {stats['durable']} durable, "
           f"{stats['unanswered']} unanswered), {stats['mib']:.1f} MiB, {stats['flushes']} flushes completed "
           f"+ {open_flushes} unanswered; {result.sectors_checked} sectors checked, "

@@ -33,23 +33,15 @@ SAMPLE=${SAMPLE:-5}
 RSS_LIMIT_MIB=${RSS_LIMIT_MIB:-2048}
 PYTHON=/usr/bin/python3 # Debian's, for the nbd module and JSON
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 
 log() { printf '%s\n' "$*"; }
 die() { log "load: FAIL $*"; exit 1; }
 
 for tool in fio dotnet ss; do command -v "$tool" >/dev/null || die "$tool not found"; done
 
-DAEMON=${DAEMON:-${MANAGED_DISKS_DLL:-}}
-if [[ -z $DAEMON ]]; then
-  DAEMON=$(ls "$REPO"/src/ManagedDisks.Daemon/bin/Release/net*/managed-disks.dll 2>/dev/null | tail -n 1 || true)
-  if [[ -z $DAEMON ]]; then
-    dotnet build -c Release "$REPO/src/ManagedDisks.Daemon" >/dev/null
-    DAEMON=$(ls "$REPO"/src/ManagedDisks.Daemon/bin/Release/net*/managed-disks.dll | tail -n 1)
-  fi
-fi
-[[ -d $DAEMON ]] && DAEMON=$DAEMON/managed-disks.dll
-[[ -f $DAEMON ]] || die "no managed-disks.dll at $DAEMON"
+# shellcheck source=daemon.sh
+. "$SCRIPT_DIR/daemon.sh"
+DAEMON_DLL=$(daemon_dll) || die "no daemon to run"
 
 WORK=${WORK:-$(mktemp -d /tmp/md-load.XXXXXX)}
 mkdir -p "$WORK/state"
@@ -73,18 +65,10 @@ trap cleanup EXIT
   for ((d = 0; d < DISKS; d++)); do printf '[[disk]]\nname = "load%02d"\nsize = "%s"\n\n' "$d" "$DISK_SIZE"; done
 } >"$WORK/disks.toml"
 
-Logging__LogLevel__Default=Information Logging__LogLevel__Microsoft=Warning \
-  dotnet "$DAEMON" serve --config "$WORK/disks.toml" >"$WORK/daemon.log" 2>&1 </dev/null &
-DAEMON_PID=$!
-for ((i = 0; i < 1200; i++)); do
-  grep -q "ManagedDisks ready" "$WORK/daemon.log" && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || die "the daemon exited at start; see $WORK/daemon.log"
-  sleep 0.1
-done
-grep -q "ManagedDisks ready" "$WORK/daemon.log" || die "the daemon was not ready in 120 s"
+start_daemon "$DAEMON_DLL" "$WORK/disks.toml" "$WORK/daemon.log" || die "the daemon did not start"
 
 uri() { printf 'nbd+unix:///load%02d?socket=%s/nbd.sock' "$1" "$STATE"; }
-admin() { dotnet "$DAEMON" "$@" --config "$WORK/disks.toml"; }
+admin() { dotnet "$DAEMON_DLL" "$@" --config "$WORK/disks.toml"; }
 
 # VmRSS in KiB, open descriptors, sockets among them, threads.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
