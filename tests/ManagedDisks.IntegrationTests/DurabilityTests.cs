@@ -22,7 +22,7 @@ public class DurabilityTests
     {
         Tool.Require("nbdsh"); // python3-libnbd, which the checker imports
         var result = await ReliabilityScript.RunAsync("python3", "durability.py",
-            ["--trials", "3", "--daemon", ReliabilityScript.DaemonDll, "--work", _work]);
+            ["--trials", "3", "--max-delay", "1.5", "--daemon", ReliabilityScript.DaemonDll, "--work", _work]);
 
         Assert.That(result.ExitCode, Is.Zero, "the checker reported lost bytes or failed");
         Assert.That(ReliabilityScript.Number(result.StdOut, @"durability: 3 trials .* (\d+) bytes lost"), Is.Zero);

@@ -36,7 +36,11 @@ public class LoadTests
         double baseline = ReliabilityScript.Number(output, @"fds baseline (\d+)");
         Assert.That(ReliabilityScript.Number(output, @"fds baseline \d+, peak (\d+)"), Is.GreaterThanOrEqualTo(baseline + 8),
             "the samples never saw the 8 connections");
-        Assert.That(ReliabilityScript.Number(output, @"fds baseline \d+, peak \d+, after (\d+)"), Is.EqualTo(baseline));
+        // Assemblies the runtime loads on first use stay open by design; every other descriptor must be released.
+        Assert.That(ReliabilityScript.Number(output, @"not assemblies baseline \d+, after (\d+)"),
+            Is.EqualTo(ReliabilityScript.Number(output, @"not assemblies baseline (\d+)")));
+        Assert.That(ReliabilityScript.Number(output, @"sockets baseline \d+, peak \d+, after (\d+)"),
+            Is.EqualTo(ReliabilityScript.Number(output, @"sockets baseline (\d+)")));
         Assert.That(ReliabilityScript.Number(output, @"(\d+) connections left"), Is.Zero);
     }
 }
