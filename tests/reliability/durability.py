@@ -12,7 +12,7 @@ trials overwrite what earlier ones left.
 
 Prints one line per trial and a summary line:
   durability: N trials, S sectors checked, D sector versions durable at a kill, X bytes lost
-Exit status 0 when no byte was lost, 1 otherwise.
+Exit status 0 when no byte was lost and the daemon answered no request with an error, 1 otherwise.
 
 Needs Debian's python3 with python3-libnbd (#!/usr/bin/python3) and dotnet.
 """
@@ -93,7 +93,7 @@ def run_trial(trial, args, daemon, rng, baseline, work):
             w.kill()
             raise RuntimeError("a writer did not notice the daemon's death")
 
-    writes, flushes = journal.read(paths)
+    writes, flushes, server_errors = journal.read(paths)
     verify.mark_durable(writes, flushes)
     daemon.start()
     h = nbd.NBD()
@@ -118,6 +118,9 @@ def run_trial(trial, args, daemon, rng, baseline, work):
           f"restart+check {restart_s:.1f}s", flush=True)
     for problem in result.problems:
         print("  LOST " + problem, flush=True)
+    for error in server_errors[:20]:
+        print("  ERROR reply from the server: " + error, flush=True)
+    stats["server_errors"] = len(server_errors)
     return result, stats
 
 
@@ -137,7 +140,7 @@ def main():
 
     sectors = args.size_mib * MiB // content.SECTOR
     baseline = bytearray(content.ZERO_DIGEST * sectors)  # a new disk reads as zeros
-    totals = dict(checked=0, durable=0, lost=0, mid_flush=0, writes=0, mib=0.0, reverted=0)
+    totals = dict(checked=0, durable=0, lost=0, mid_flush=0, writes=0, mib=0.0, reverted=0, server_errors=0)
     daemon.start()
     try:
         for trial in range(1, args.trials + 1):
@@ -149,13 +152,14 @@ def main():
             totals["mid_flush"] += stats["open_flushes"] > 0
             totals["writes"] += stats["writes"]
             totals["mib"] += stats["mib"]
+            totals["server_errors"] += stats["server_errors"]
     finally:
         daemon.stop()
     print(f"durability: {args.trials} trials ({totals['mid_flush']} killed during a flush), {totals['writes']} writes "
           f"({totals['mib']:.0f} MiB answered), {totals['checked']} sectors checked, "
           f"{totals['durable']} sectors with a durable write, {totals['reverted']} acked-unflushed reverted, "
-          f"{totals['lost']} bytes lost")
-    return 1 if totals["lost"] else 0
+          f"{totals['server_errors']} error replies, {totals['lost']} bytes lost")
+    return 1 if totals["lost"] or totals["server_errors"] else 0
 
 
 if __name__ == "__main__":

@@ -6,14 +6,18 @@ NBD_FLAG_CAN_MULTI_CONN: a flush on any connection covers every acknowledged wri
 
 Record lines:
   I seq t offset length fua seed digests   intent, written before the write is sent
-  A seq t ok|err                           reply received (t is taken after it arrived)
+  A seq t ok|err:ERRNO                     reply received (t is taken after it arrived)
   FS fid t                                 a flush is about to be sent (t before sending)
-  FD fid t ok|err                          the flush's reply arrived
+  FD fid t ok|err:ERRNO                    the flush's reply arrived
 Taking t before a send and after a reply errs on the safe side: a write is only counted as
 covered by a flush if its reply had certainly arrived before the flush left."""
 
 import time
 from dataclasses import dataclass
+
+# How libnbd fails the commands in flight when the server vanishes. Any other error is an
+# error reply from the server itself, which a crash test must not see.
+DISCONNECTED = {"err:ENOTCONN", "err:ECONNRESET", "err:EPIPE"}
 
 
 def now():
@@ -31,14 +35,14 @@ class JournalWriter:
     def intent(self, seq, offset, length, fua, seed, digests):
         self._line(f"I {seq} {now()} {offset} {length} {int(fua)} {seed} {digests.hex()}")
 
-    def ack(self, seq, ok):
-        self._line(f"A {seq} {now()} {'ok' if ok else 'err'}")
+    def ack(self, seq, outcome):
+        self._line(f"A {seq} {now()} {outcome}")
 
     def flush_sent(self, fid):
         self._line(f"FS {fid} {now()}")
 
-    def flush_done(self, fid, ok):
-        self._line(f"FD {fid} {now()} {'ok' if ok else 'err'}")
+    def flush_done(self, fid, outcome):
+        self._line(f"FD {fid} {now()} {outcome}")
 
     def close(self):
         self._file.close()
@@ -65,10 +69,10 @@ class Flush:
 
 
 def read(paths):
-    """All writes and flushes of a trial, from every worker's journal. A last line cut short
-    (the writer was stopped mid-line) is ignored, which can only make the checker stricter
-    about nothing: an intent without its line is a write that was never sent."""
-    writes, flushes = [], []
+    """All writes and flushes of a trial from every worker's journal, and the server's error
+    replies ("worker W write|flush N: err:ERRNO"). A last line cut short (the writer was stopped
+    mid-line) is ignored; an intent without its reply is a write in flight at the kill."""
+    writes, flushes, server_errors = [], [], []
     for worker, path in enumerate(paths):
         by_seq, by_fid = {}, {}
         with open(path) as f:
@@ -82,12 +86,16 @@ def read(paths):
                     w = Write(worker, int(seq), int(offset), int(length), fua == "1", int(seed), bytes.fromhex(hexdigests))
                     by_seq[w.seq] = w
                     writes.append(w)
-                elif kind == "A" and fields[3] == "ok":
-                    by_seq[int(fields[1])].ack_ns = int(fields[2])
                 elif kind == "FS":
                     fl = Flush(worker, int(fields[1]), int(fields[2]))
                     by_fid[fl.fid] = fl
                     flushes.append(fl)
-                elif kind == "FD" and fields[3] == "ok":
-                    by_fid[int(fields[1])].done_ns = int(fields[2])
-    return writes, flushes
+                elif kind in ("A", "FD"):
+                    number, t, outcome = int(fields[1]), int(fields[2]), fields[3]
+                    if outcome == "ok" and kind == "A":
+                        by_seq[number].ack_ns = t
+                    elif outcome == "ok":
+                        by_fid[number].done_ns = t
+                    elif outcome not in DISCONNECTED:
+                        server_errors.append(f"worker {worker} {'write' if kind == 'A' else 'flush'} {number}: {outcome}")
+    return writes, flushes, server_errors

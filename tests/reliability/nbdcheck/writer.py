@@ -4,6 +4,7 @@ It never has two overlapping writes in flight, so the writes to any one sector a
 each was sent after the previous one was answered. It runs until the connection dies (the
 daemon was killed) or it is told to stop, journaling every step first."""
 
+import errno
 import random
 
 import nbd
@@ -66,14 +67,14 @@ def run(uri, trial, worker, region, journal_path, seed, shared, queue_depth=8, f
                 flush_after = rng.randint(4, 40)
             h.poll(-1)
             for cookie in list(writes):
-                ok = completed(h, cookie)
-                if ok is not None:
-                    journal.ack(writes.pop(cookie)[0], ok)
-                    acked_since_flush += ok
+                outcome = completed(h, cookie)
+                if outcome is not None:
+                    journal.ack(writes.pop(cookie)[0], outcome)
+                    acked_since_flush += outcome == "ok"
             if flush is not None:
-                ok = completed(h, flush[0])
-                if ok is not None:
-                    journal.flush_done(flush[1], ok)
+                outcome = completed(h, flush[0])
+                if outcome is not None:
+                    journal.flush_done(flush[1], outcome)
                     flush = None
                     with shared.flushes_in_flight.get_lock():
                         shared.flushes_in_flight.value -= 1
@@ -84,9 +85,9 @@ def run(uri, trial, worker, region, journal_path, seed, shared, queue_depth=8, f
 
 
 def completed(h, cookie):
-    """True/False once answered (success/error), None while in flight. When the connection
-    dies, libnbd retires what was in flight with an error: those count as not answered."""
+    """"ok" once answered with success, "err:ERRNO" once failed, None while in flight. When the
+    connection dies, libnbd retires what was in flight with an error (see journal.DISCONNECTED)."""
     try:
-        return True if h.aio_command_completed(cookie) else None
-    except nbd.Error:
-        return False
+        return "ok" if h.aio_command_completed(cookie) else None
+    except nbd.Error as e:
+        return f"err:{errno.errorcode.get(e.errno, e.errno)}"
