@@ -117,7 +117,8 @@ log "load: baseline rss ${BASE_RSS} KiB, fds $BASE_FDS ($BASE_OWN not assemblies
 
 {
   printf '[global]\nioengine=nbd\nrw=randrw\nrwmixread=50\nbssplit=4k/40:16k/20:64k/20:256k/10:1m/10\n'
-  printf 'iodepth=%s\nverify=crc32c\nverify_backlog=256\nverify_fatal=1\ntime_based=1\nruntime=%s\n' "$IODEPTH" "$RUNTIME"
+  # verify_state_save=0: fio would otherwise leave a *-verify.state file per job in its folder.
+  printf 'iodepth=%s\nverify=crc32c\nverify_backlog=256\nverify_fatal=1\nverify_state_save=0\ntime_based=1\nruntime=%s\n' "$IODEPTH" "$RUNTIME"
   region=$(($(numfmt --from=iec "$DISK_SIZE") / JOBS_PER_DISK))
   printf 'size=%s\n\n' "$region"
   for ((d = 0; d < DISKS; d++)); do
@@ -140,7 +141,7 @@ echo "seconds,rss_kib,fds,sockets,ss_connected,threads" >"$WORK/samples.csv"
 SAMPLER_PID=$!
 
 fio_status=0
-fio --output-format=json --output="$WORK/fio.json" "$WORK/load.fio" >"$WORK/fio.stderr" 2>&1 || fio_status=$?
+(cd "$WORK" && fio --output-format=json --output="$WORK/fio.json" "$WORK/load.fio" >"$WORK/fio.stderr" 2>&1) || fio_status=$?
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
