@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # What the tests run: libnbd's nbdinfo/nbdsh/nbdcopy, qemu-img/qemu-io, fio's nbd engine,
-# nbd-client, nbdkit as a peer, and a qemu guest (kernel, busybox, socat) for the kernel path.
+# nbd-client, nbdkit as a peer, and a qemu guest (kernel, busybox, socat) for the kernel path;
+# ss (iproute2) for the load test's socket count.
 PACKAGES=(libnbd-bin python3-libnbd qemu-utils fio nbd-client nbdkit fuse3
           qemu-system-x86 linux-image-amd64 busybox-static socat e2fsprogs kmod cpio
-          python3-cryptography openssl softhsm2 opensc)
+          python3-cryptography openssl softhsm2 opensc iproute2)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -8,7 +8,10 @@
 # checksums and runs e2fsck. The guest's only network path leads to UNIX_SOCKET.
 #
 # Exit status: 0 PASS, 1 FAIL, 2 usage error, 77 skipped (tools missing).
-# Environment: KERNEL_ATTACH_TIMEOUT (seconds for the whole boot, default 300).
+# Environment: KERNEL_ATTACH_TIMEOUT (seconds for the whole boot, default 300);
+# KERNEL_ATTACH_INIT (another guest /init, e.g. tests/reliability/guest/durability-init;
+# default: the `init` next to this script); KERNEL_ATTACH_APPEND (more kernel command line
+# words for that init, e.g. "gd.mode=verify").
 #
 # See README.md in this folder.
 
@@ -20,7 +23,7 @@ readonly GUEST_PORT=10809
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly here
-readonly init_template="$here/init"
+readonly init_template="${KERNEL_ATTACH_INIT:-$here/init}"
 
 die() {
     echo "kernel-attach: $*" >&2
@@ -191,7 +194,7 @@ t1=$(date +%s.%N)
 
 console=$workdir/console.log
 guest_timeout=$((timeout_s - 30))
-append="console=ttyS0 panic=-1 quiet ka.export=$export_hex ka.timeout=$guest_timeout"
+append="console=ttyS0 panic=-1 quiet ka.export=$export_hex ka.timeout=$guest_timeout ${KERNEL_ATTACH_APPEND:-}"
 
 echo "kernel-attach: booting $kernel (export '$export_name' via $socket), timeout ${timeout_s}s"
 set +e
