@@ -7,16 +7,19 @@ namespace ManagedDisks.IntegrationTests.Infrastructure;
 /// </summary>
 public sealed class FaultyFileSystem : IAsyncDisposable
 {
-    private readonly string _faultsFile;
-    private readonly List<string> _faults = [];
-
     private FaultyFileSystem(string mountPoint, string faultsFile)
     {
         MountPoint = mountPoint;
-        _faultsFile = faultsFile;
+        FaultsFile = faultsFile;
     }
 
     public string MountPoint { get; }
+
+    /// <summary>
+    /// The fault list: one "read|write|rw OFFSET LENGTH" per line, in bytes of the backing file;
+    /// replace it by rename (faultyfs re-reads it when its inode changes). Missing: no faults.
+    /// </summary>
+    public string FaultsFile { get; }
 
     /// <summary>Mounts a new faultyfs under <paramref name="workDir"/>; returns once the mount is in place.</summary>
     public static async Task<FaultyFileSystem> MountAsync(string workDir)
@@ -32,33 +35,6 @@ public sealed class FaultyFileSystem : IAsyncDisposable
         var mounted = await Tool.RunAsync(program, [source, faults, mountPoint]);
         if (mounted.ExitCode != 0) Assert.Ignore($"cannot mount a FUSE file system here: {mounted}");
         return new FaultyFileSystem(mountPoint, faults);
-    }
-
-    /// <summary>From now on reads overlapping [offset, offset+length) of any file fail with EIO.</summary>
-    public void FailReads(long offset, long length) => Add($"read {offset} {length}");
-
-    /// <summary>From now on writes overlapping [offset, offset+length) of any file fail with EIO.</summary>
-    public void FailWrites(long offset, long length) => Add($"write {offset} {length}");
-
-    /// <summary>No more faults: every range reads and writes again.</summary>
-    public void Heal()
-    {
-        _faults.Clear();
-        Write();
-    }
-
-    private void Add(string fault)
-    {
-        _faults.Add(fault);
-        Write();
-    }
-
-    // faultyfs re-reads the file when its size or mtime changes; replace it atomically so it never sees half a line.
-    private void Write()
-    {
-        string temporary = _faultsFile + ".tmp";
-        File.WriteAllLines(temporary, _faults);
-        File.Move(temporary, _faultsFile, overwrite: true);
     }
 
     public async ValueTask DisposeAsync()
