@@ -66,7 +66,8 @@ public class HungHsmTests
 
         // `status` reads every set's key state from its store: record whether it answers. Several
         // callers, as a monitoring system polling status during an outage would be.
-        var statuses = Enumerable.Range(0, statusCallers).Select(_ => Cli("status")).ToArray();
+        var statuses = Enumerable.Range(0, statusCallers)
+            .Select(_ => Tool.RunAsync("dotnet", [HungHsmTests.Cli, "status", "--config", config], hsm.Environment, TimeSpan.FromMinutes(3))).ToArray();
         var served = Stopwatch.StartNew();
         long bytes = 0;
         int rounds = 0;
