@@ -7,10 +7,13 @@ cd "$(dirname "$0")"
 
 # What the tests run: libnbd's nbdinfo/nbdsh/nbdcopy, qemu-img/qemu-io, fio's nbd engine,
 # nbd-client, nbdkit as a peer, and a qemu guest (kernel, busybox, socat) for the kernel path;
-# ss (iproute2) for the load test's socket count.
+# ss (iproute2) for the load test's socket count. The fault tests compile small C helpers (a
+# fault-injecting FUSE file system, a hanging PKCS#11 module), take core dumps with gdb's gcore
+# and search them with numpy.
 PACKAGES=(libnbd-bin python3-libnbd qemu-utils fio nbd-client nbdkit fuse3
           qemu-system-x86 linux-image-amd64 busybox-static socat e2fsprogs kmod cpio
-          python3-cryptography openssl softhsm2 opensc iproute2)
+          python3-cryptography openssl softhsm2 opensc iproute2
+          gcc libc6-dev pkg-config libfuse3-dev libp11-kit-dev gdb python3-numpy)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -50,15 +50,13 @@ public sealed class PlatformKeyStore : IDisposable
         if (!File.Exists(secretPath))
             throw new KeyStoreException($"the platform key {keyPath} exists but its secret {secretPath} is missing; restore the secret file (without it no disk on the platform key can be opened)");
         byte[] password = ReadSecret(secretPath);
-        var rsa = RSA.Create();
         try
         {
-            rsa.ImportFromEncryptedPem(File.ReadAllText(keyPath), password);
-            return new PlatformKeyStore(rsa);
+            // Not RSA.ImportFromEncryptedPem: it leaves the decrypted key in unwiped managed buffers.
+            return new PlatformKeyStore(OpenSslPrivateKey.LoadEncryptedPem(File.ReadAllBytes(keyPath), password));
         }
         catch (CryptographicException e)
         {
-            rsa.Dispose();
             throw new KeyStoreException($"cannot decrypt the platform key {keyPath} with the secret {secretPath}: {e.Message}; the secret does not belong to this key", e);
         }
         finally
