@@ -20,7 +20,9 @@ internal sealed record StatusView(DateTimeOffset Time, IReadOnlyList<DiskView> D
 
 internal sealed record ConnectionView(long Id, string Peer, string? Export, DateTimeOffset Since);
 
-internal sealed record KeyStatusView(string EncryptionSet, string Identity, string KeyStore, string Key, string? KeyVersion, string KeyState, string GrantedOperations);
+/// <summary>A set's key as the daemon's last key poll read it (<see cref="ReadAt"/>); status never waits on a key store.</summary>
+internal sealed record KeyStatusView(string EncryptionSet, string Identity, string KeyStore, string Key, string? KeyVersion, string KeyState, string GrantedOperations,
+    DateTimeOffset? ReadAt);
 
 internal sealed record CreateDiskRequest(string Name, string Size, int? SectorSize, string? EncryptionSet, string? Description);
 

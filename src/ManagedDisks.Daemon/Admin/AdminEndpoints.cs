@@ -11,7 +11,7 @@ namespace ManagedDisks.Daemon.Admin;
 /// <summary>The admin API: what the CLI uses while the daemon runs. Changes apply at once, without disconnecting anyone.</summary>
 internal static class AdminEndpoints
 {
-    public static void Map(WebApplication app, DaemonSettings settings, DiskManager disks, NbdServer server, GraceTimers timers)
+    public static void Map(WebApplication app, DaemonSettings settings, DiskManager disks, NbdServer server, GraceTimers timers, KeyStatusBoard board)
     {
         IEnumerable<DiskView> AllDisks() => disks.Disks.Select(d => View(d, server, timers))
             .Concat(disks.Unserved.Select(d => View(d, timers)))
@@ -51,12 +51,12 @@ internal static class AdminEndpoints
         app.MapGet("/v1/connections", () => Results.Json(
             server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)), AdminJson.Options));
 
-        app.MapGet("/v1/keys", () => Results.Json(KeyStatus(settings), AdminJson.Options));
+        app.MapGet("/v1/keys", () => Results.Json(KeyStatus(settings, board), AdminJson.Options));
 
         app.MapGet("/v1/status", () => Results.Json(new StatusView(DateTimeOffset.UtcNow,
             AllDisks().ToList(),
             server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)).ToList(),
-            KeyStatus(settings).ToList()), AdminJson.Options));
+            KeyStatus(settings, board).ToList()), AdminJson.Options));
     }
 
     private static DiskView View(OpenedDisk disk, NbdServer server, GraceTimers timers)
@@ -85,12 +85,14 @@ internal static class AdminEndpoints
 
     private static string KeyStateName(KeyUsability usability) => usability.ToString().ToLowerInvariant();
 
-    private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings) =>
+    private static IEnumerable<KeyStatusView> KeyStatus(DaemonSettings settings, KeyStatusBoard board) =>
         settings.EncryptionSets.Select(set =>
         {
-            var status = SetKeyStatus.Read(settings, set);
+            var entry = board.For(set.Name);
+            if (entry is not { Status: var status, ReadAt: var readAt })
+                return new KeyStatusView(set.Name, set.Identity, set.KeyStore, set.Key, set.KeyVersion, "Unknown: not read yet", "", null);
             string state = status.Error is null ? status.State!.Value.ToString() : $"Unreachable: {status.Error}";
-            return new KeyStatusView(set.Name, set.Identity, set.KeyStore, set.Key, set.KeyVersion, state, status.Granted.ToString());
+            return new KeyStatusView(set.Name, set.Identity, set.KeyStore, set.Key, set.KeyVersion, state, status.Granted.ToString(), readAt);
         });
 
     private static async Task<IResult> Run(Func<Task<IResult>> action)

@@ -78,6 +78,7 @@ internal static partial class ServeCommand
         builder.Services.AddSingleton<DiskManager>();
         builder.Services.AddSingleton(timers);
         builder.Services.AddSingleton<RevocationHook>();
+        builder.Services.AddSingleton<KeyStatusBoard>();
         // Metrics first: key operations made while disks open are counted too.
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<NbdHostedService>();

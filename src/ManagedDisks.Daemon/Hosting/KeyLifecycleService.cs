@@ -18,7 +18,7 @@ namespace ManagedDisks.Daemon.Hosting;
 /// The deadlines are checked every second apart from the stores, so a hung HSM cannot hold one off.
 /// </summary>
 internal sealed class KeyLifecycleService(DaemonSettings settings, DiskManager disks, GraceTimers timers, RevocationHook hook,
-    ILogger<KeyLifecycleService> logger) : BackgroundService
+    KeyStatusBoard board, ILogger<KeyLifecycleService> logger) : BackgroundService
 {
     private const string Actor = "managed-disks";
     private Task<IReadOnlyList<(OpenedDisk Disk, KeyAccess Access)>>? _check;
@@ -33,12 +33,13 @@ internal sealed class KeyLifecycleService(DaemonSettings settings, DiskManager d
         using var timer = new PeriodicTimer(settings.KeyPollInterval);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            // The first poll runs at once, so that status shows key states from the start.
+            do
             {
                 // A hung store must not stop the next poll from noticing it: each step runs at most once at a time.
                 if (_retry.IsCompleted) _retry = Task.Run(disks.RetryWaitingAsync, stoppingToken);
                 await PollServedDisksAsync(stoppingToken).ConfigureAwait(false);
-            }
+            } while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
         }
         catch (OperationCanceledException)
         {
@@ -76,6 +77,7 @@ internal sealed class KeyLifecycleService(DaemonSettings settings, DiskManager d
 
     private IReadOnlyList<(OpenedDisk, KeyAccess)> CheckServedDisks()
     {
+        foreach (var set in settings.EncryptionSets) board.Record(set.Name, SetKeyStatus.Read(settings, set), DateTimeOffset.UtcNow);
         var served = disks.Disks;
         if (served.Count == 0) return [];
         try
