@@ -5,6 +5,7 @@
 #
 #   tests/ManagedDisks.Fuzz/fuzz.sh [--execs N | --seconds S] [TARGET...]
 #   tests/ManagedDisks.Fuzz/fuzz.sh live SEQUENCES [BATCHES [SEED]]
+#   tests/ManagedDisks.Fuzz/fuzz.sh stats [TARGET...]      (the table again, from findings/)
 #
 # TARGET: request, option, handshake, connection (default: all four). --execs (default 300000)
 # stops each target after about N executions; --seconds after S seconds.
@@ -28,6 +29,8 @@ if [ "${1:-}" = live ]; then
   exit 0
 fi
 
+stats_only=false
+if [ "${1:-}" = stats ]; then stats_only=true; shift; fi
 limit=(-E 300000)
 targets=()
 while (($#)); do
@@ -39,44 +42,48 @@ while (($#)); do
 done
 ((${#targets[@]})) || targets=(request option handshake connection)
 
-command -v afl-fuzz >/dev/null || { echo "afl-fuzz not found: apt-get install afl++" >&2; exit 1; }
-if [ ! -x .tools/sharpfuzz ]; then
-  dotnet tool install SharpFuzz.CommandLine --version 2.3.0 --tool-path .tools >/dev/null
-fi
+fuzz_targets() {
+  command -v afl-fuzz >/dev/null || { echo "afl-fuzz not found: apt-get install afl++" >&2; exit 1; }
+  if [ ! -x .tools/sharpfuzz ]; then
+    dotnet tool install SharpFuzz.CommandLine --version 2.3.0 --tool-path .tools >/dev/null
+  fi
 
-# A clean publish, then only the assembly under test is instrumented (in place).
-rm -rf instrumented
-dotnet publish ManagedDisks.Fuzz.csproj -c Release -o instrumented -v q -nologo >/dev/null
-.tools/sharpfuzz instrumented/ManagedDisks.Nbd.dll >/dev/null
+  # A clean publish, then only the assembly under test is instrumented (in place).
+  rm -rf instrumented
+  dotnet publish ManagedDisks.Fuzz.csproj -c Release -o instrumented -v q -nologo >/dev/null
+  .tools/sharpfuzz instrumented/ManagedDisks.Nbd.dll >/dev/null
 
-corpus_of() {
-  case "$1" in
-    request) echo request ;;
-    option|handshake) echo handshake ;;
-    connection) echo connection ;;
-    *) echo "unknown target $1" >&2; exit 2 ;;
-  esac
+  corpus_of() {
+    case "$1" in
+      request) echo request ;;
+      option|handshake) echo handshake ;;
+      connection) echo connection ;;
+      *) echo "unknown target $1" >&2; exit 2 ;;
+    esac
+  }
+
+  export AFL_SKIP_BIN_CHECK=1          # the target is dotnet; the instrumentation is in the assembly
+  export AFL_NO_UI=1 AFL_QUIET=1
+  export AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1
+  export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CRASHES=1
+
+  mkdir -p findings
+  for target in "${targets[@]}"; do
+    folder="$(corpus_of "$target")"
+    seeds="findings/$target.seeds"
+    rm -rf "$seeds" "findings/$target"
+    mkdir -p "$seeds"
+    cp "corpus/$folder"/* "$seeds"/
+    [ -d "regressions/$folder" ] && cp "regressions/$folder"/* "$seeds"/
+    echo "fuzzing $target (${limit[*]}) from $(ls "$seeds" | wc -l) seeds..."
+    # -t: a .NET input that takes 2 s is a hang (the harness itself gives up after 5-10 s and reports it as a crash).
+    afl-fuzz -i "$seeds" -o "findings/$target" -t 2000 -m none "${limit[@]}" -- \
+      dotnet instrumented/ManagedDisks.Fuzz.dll "$target" > "findings/$target.log" 2>&1 || {
+        echo "afl-fuzz failed for $target:"; tail -20 "findings/$target.log"; exit 1; }
+  done
+
 }
-
-export AFL_SKIP_BIN_CHECK=1          # the target is dotnet; the instrumentation is in the assembly
-export AFL_NO_UI=1 AFL_QUIET=1
-export AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1
-export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CRASHES=1
-
-mkdir -p findings
-for target in "${targets[@]}"; do
-  folder="$(corpus_of "$target")"
-  seeds="findings/$target.seeds"
-  rm -rf "$seeds" "findings/$target"
-  mkdir -p "$seeds"
-  cp "corpus/$folder"/* "$seeds"/
-  [ -d "regressions/$folder" ] && cp "regressions/$folder"/* "$seeds"/
-  echo "fuzzing $target (${limit[*]}) from $(ls "$seeds" | wc -l) seeds..."
-  # -t: a .NET input that takes 2 s is a hang (the harness itself gives up after 5-10 s and reports it as a crash).
-  afl-fuzz -i "$seeds" -o "findings/$target" -t 2000 -m none "${limit[@]}" -- \
-    dotnet instrumented/ManagedDisks.Fuzz.dll "$target" > "findings/$target.log" 2>&1 || {
-      echo "afl-fuzz failed for $target:"; tail -20 "findings/$target.log"; exit 1; }
-done
+$stats_only || fuzz_targets
 
 stat() { sed -n "s/^$2 *: *//p" "findings/$1/default/fuzzer_stats"; }
 printf '%-12s %12s %10s %12s %8s %8s %8s\n' target execs execs/s run_time_s corpus crashes hangs
