@@ -76,8 +76,11 @@ fuzz_targets() {
     cp "corpus/$folder"/* "$seeds"/
     [ -d "regressions/$folder" ] && cp "regressions/$folder"/* "$seeds"/
     echo "fuzzing $target (${limit[*]}) from $(ls "$seeds" | wc -l) seeds..."
-    # -t: a .NET input that takes 2 s is a hang (the harness itself gives up after 5-10 s and reports it as a crash).
-    afl-fuzz -i "$seeds" -o "findings/$target" -t 2000 -m none "${limit[@]}" -- \
+    # Hangs are caught by the targets themselves (a handshake or connection that has not ended
+    # 5-10 s after the input ran out throws, which AFL records as a crash). AFL's own timeout is
+    # only a backstop and must be generous: under SharpFuzz's persistent mode it kills the whole
+    # run, and on a loaded shared machine a GC pause or a starved thread is not a hang.
+    afl-fuzz -i "$seeds" -o "findings/$target" -t 30000 -m none "${limit[@]}" -- \
       dotnet instrumented/ManagedDisks.Fuzz.dll "$target" > "findings/$target.log" 2>&1 || {
         echo "afl-fuzz failed for $target:"; tail -20 "findings/$target.log"; exit 1; }
   done
