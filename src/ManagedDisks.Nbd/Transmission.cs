@@ -134,8 +134,10 @@ internal sealed class Transmission
             finally
             {
                 _input.AdvanceTo(buffer.Start, buffer.End);
+                // Inline replies wait here to go out as one batch: send them on every way out of
+                // the batch, or a READ pipelined with DISC (or a bad frame) loses its reply.
+                await _output.FlushAsync().ConfigureAwait(false);
             }
-            await _output.FlushAsync().ConfigureAwait(false);
             if (stop || result.IsCompleted) return;
         }
     }
