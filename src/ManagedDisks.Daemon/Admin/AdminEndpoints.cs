@@ -48,6 +48,9 @@ internal static class AdminEndpoints
             return await Run(async () => Results.Json(View(await disks.MoveAsync(name, request?.EncryptionSet), server, timers), AdminJson.Options));
         });
 
+        app.MapPost("/v1/sets/{name}/rewrap", (string name) => Run(async () =>
+            Results.Json(await disks.RewrapSetAsync(name), AdminJson.Options)));
+
         app.MapGet("/v1/connections", () => Results.Json(
             server.Connections.Select(c => new ConnectionView(c.Id, c.Peer, c.Export, c.Since)), AdminJson.Options));
 

@@ -84,6 +84,7 @@ internal static partial class ServeCommand
         builder.Services.AddHostedService<NbdHostedService>();
         builder.Services.AddHostedService<Admin.AdminApiService>();
         builder.Services.AddHostedService<KeyLifecycleService>();
+        builder.Services.AddHostedService<RotationService>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();

@@ -15,7 +15,7 @@ internal static class SetShowCommand
         var json = new Option<bool>("--json") { Description = "Print JSON for scripts" };
         var show = new Command("show", "Print an encryption set, its identity, its key's state and the grant it holds") { name, json };
         show.SetAction(parse => Run(parse.GetValue(configOption), parse.GetValue(name)!, parse.GetValue(json)));
-        return new Command("set", "Inspect encryption sets") { show };
+        return new Command("set", "Inspect and rotate encryption sets") { show, SetRotateCommand.Build(configOption) };
     }
 
     private static int Run(string? configPath, string name, bool json)

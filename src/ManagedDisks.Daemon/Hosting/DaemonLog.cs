@@ -61,4 +61,7 @@ internal static partial class DaemonLog
 
     [LoggerMessage(2020, LogLevel.Warning, "Key check: {Reason}")]
     public static partial void KeyCheckFailed(ILogger logger, string reason);
+
+    [LoggerMessage(2021, LogLevel.Information, "Set {Set} follows its key's newest version: {Kind} {Name} re-wrapped from {From} to {To}")]
+    public static partial void AutoRotated(ILogger logger, string set, string kind, string name, string from, string to);
 }

@@ -14,6 +14,9 @@ internal sealed class AdminException(string message, bool notFound = false) : Ex
     public bool NotFound { get; } = notFound;
 }
 
+/// <summary>One DEK re-wrapped by a rotation: a disk or a snapshot, and the key versions before and after.</summary>
+internal sealed record Rewrapped(string Kind, string Name, string From, string To);
+
 /// <summary>A disk the daemon knows but does not serve now, and why.</summary>
 internal sealed record UnservedDisk(DiskSettings Settings, UnservedReason Reason, string Message);
 
@@ -223,6 +226,42 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         catch (Exception e) when (e is DiskFormatException or KeyStoreException or BlockDeviceException or ConfigException or ObjectDisposedException)
         {
             throw new AdminException(e is ObjectDisposedException ? $"disk '{name}' was shut down while it was being moved" : e.Message);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Re-wraps the DEK of every served disk in a set whose slot is not the version the set should
+    /// use now (its pinned one, or its key's newest): after a rotation, while clients keep going.
+    /// Each header is rewritten crash-safely on its own, so a crash leaves every disk wrapped with
+    /// the old or the new version; the next start finishes the job.
+    /// </summary>
+    public async Task<IReadOnlyList<Rewrapped>> RewrapSetAsync(string setName)
+    {
+        var set = settings.EncryptionSets.FirstOrDefault(s => s.Name == setName)
+                  ?? throw new AdminException($"no encryption set named '{setName}'; declare it in disks.toml", notFound: true);
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            using var keys = OpenKeys();
+            var opener = new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger);
+            var done = new List<Rewrapped>();
+            foreach (var disk in Disks.Where(d => d.Settings.EncryptionSet == set.Name && !d.Settings.ReadOnly))
+            {
+                if (opener.WrappedAsItShouldBe(disk, set)) continue;
+                string from = disk.Header.KeySlots[0].KeyVersion;
+                var moved = await opener.RewrapAsync(disk, set).ConfigureAwait(false);
+                Replace(moved);
+                done.Add(new Rewrapped("disk", disk.Settings.Name, from, moved.Header.KeySlots[0].KeyVersion));
+            }
+            return done;
+        }
+        catch (Exception e) when (e is DiskFormatException or KeyStoreException or BlockDeviceException or ConfigException or ObjectDisposedException)
+        {
+            throw new AdminException($"re-wrapping set '{setName}' stopped: {e.Message}; what was done stays done, run it again once fixed");
         }
         finally
         {

@@ -31,7 +31,9 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
             var header = opened.Header;
             var set = SetOf(disk);
             var slot = header.KeySlots.FirstOrDefault(s => Targets(s, set));
-            bool moving = slot is null;
+            // A set that does not pin a version follows its key's newest: a rotation the daemon did
+            // not finish (or made while it was down) completes here.
+            bool moving = slot is null || (set is { KeyVersion: null } && slot.KeyVersion != agent.LatestVersion(set.KeyStore, set.Key));
             slot ??= header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
                      ?? throw new DiskFormatException($"disk {disk.Name} ({disk.Path}) is wrapped only by keys no configured encryption set uses ({string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}); add an [[encryption_set]] for one of them");
 
@@ -68,6 +70,34 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
             await file.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>Whether a served disk's DEK is wrapped with the version its set should use now.</summary>
+    public bool WrappedAsItShouldBe(OpenedDisk disk, EncryptionSetSettings set)
+    {
+        var slot = disk.Header.KeySlots[0];
+        return Targets(slot, set) && slot.KeyVersion == (set.KeyVersion ?? agent.LatestVersion(set.KeyStore, set.Key));
+    }
+
+    /// <summary>
+    /// Re-wraps the DEK of a disk image that is not served (a snapshot) for its set's current
+    /// version; returns the versions before and after, or null if it already is.
+    /// </summary>
+    public async Task<(string From, string To)?> RewrapFileAsync(string path, string name, EncryptionSetSettings set)
+    {
+        await using var file = SparseFile.Open(path);
+        var opened = await DiskContainer.ReadAsync(file, path).ConfigureAwait(false);
+        var slot = opened.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
+                   ?? throw new DiskFormatException($"{path} is wrapped only by keys no configured encryption set uses");
+        string target = set.KeyVersion ?? agent.LatestVersion(set.KeyStore, set.Key);
+        if (Targets(slot, set) && slot.KeyVersion == target) return null;
+        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, name);
+        if (!KeyDigests.Matches(dek, opened.Header.Digest))
+            throw new DiskFormatException($"the key unwrapped for {path} does not match its digest");
+        var newSlot = agent.Wrap(set.Identity, set.KeyStore, set.Key, set.KeyVersion, dek, name);
+        await DiskContainer.WriteAsync(file, opened.Header with { KeySlots = [newSlot] }, opened.Sequence + 1).ConfigureAwait(false);
+        DaemonLog.DiskRewrapped(logger, name, $"{slot.KeyStore}/{slot.KeyName}/{slot.KeyVersion}", $"{newSlot.KeyStore}/{newSlot.KeyName}/{newSlot.KeyVersion}");
+        return (slot.KeyVersion, newSlot.KeyVersion);
     }
 
     /// <summary>

@@ -78,6 +78,15 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
         }
     }
 
+    /// <summary>The version a set that does not pin one should wrap with now: the key's newest.</summary>
+    /// <exception cref="KeyStoreException">The store is not configured or does not know the key.</exception>
+    public string LatestVersion(string storeName, string keyName)
+    {
+        if (!stores.TryGetValue(storeName, out var store)) throw new KeyStoreException($"key store '{storeName}' is not configured");
+        var key = store.GetKey(keyName);
+        return key is { LatestVersion.Length: > 0 } ? key.LatestVersion : throw new KeyStoreException($"key '{keyName}' in '{storeName}' has no version that can be read now");
+    }
+
     /// <summary>Checks that the key exists, can be used now, and that the identity holds the operation.</summary>
     private (IKeyStore Store, KeyInfo Key) Authorize(string identity, string storeName, string keyName, KeyOperations operation, string? version, string disk)
     {
