@@ -19,6 +19,9 @@ internal static partial class LinuxFile
     public const int EDQUOT = 122;
     public const int EOPNOTSUPP = 95;
     public const int EINTR = 4;
+    public const int EINVAL = 22;
+    public const int EXDEV = 18;
+    public const int ENOSYS = 38;
 
     [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
     private static partial int FAllocate(int fd, int mode, long offset, long length);

@@ -156,4 +156,32 @@ public class RotationTests
         string latest = await LatestVersionAsync(s);
         foreach (var disk in DiskNames) Assert.That(await SlotVersionAsync(s, disk), Is.EqualTo(latest), disk);
     }
+
+    [Test]
+    public async Task SnapshotsAreConsistentSparseServedAsNewDisksAndRotatedWithTheirSet()
+    {
+        var s = await NewSetupAsync(autoRotate: false);
+        await using var daemon = await StartAsync(s);
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 4M 1M", daemon.Uri("disk1"));
+        await CliOkAsync(s, "disk", "snapshot", "disk1", "--name", "snap1");
+        // Written after the snapshot: the snapshot must not see it.
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x22 4M 1M", daemon.Uri("disk1"));
+
+        string file = Path.Combine(s.StateDir, "snapshots", "snap1.img");
+        var stat = await Tool.RunOkAsync("stat", "-c", "%b %B %s", file);
+        long[] parts = stat.StdOut.Split(' ').Select(long.Parse).ToArray();
+        Assert.That(parts[0] * parts[1], Is.LessThan(4L << 20), $"a 32 MiB disk with 1 MiB of data stays sparse: {stat.StdOut}");
+
+        var rotate = await CliOkAsync(s, "set", "rotate", "des1");
+        Assert.That(rotate.StdOut, Does.Contain("snapshot snap1: re-wrapped"));
+
+        await CliOkAsync(s, "disk", "create", "fromsnap", "--from", "snap1");
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "read -P 0x11 4M 1M", daemon.Uri("fromsnap"));
+        await Tool.RunOkAsync("qemu-io", "-f", "raw", "-c", "read -P 0x22 4M 1M", daemon.Uri("disk1"));
+        var map = await Tool.RunOkAsync("nbdinfo", ["--map", daemon.Uri("fromsnap")]);
+        Assert.That(map.StdOut, Does.Contain("hole"), "holes stayed holes in the new disk");
+        string latest = await LatestVersionAsync(s);
+        Assert.That(await SlotVersionAsync(s, "fromsnap"), Is.EqualTo(latest));
+        Assert.That((await CliOkAsync(s, "audit")).StdOut, Does.Contain("snapshot").And.Contain("disk.create-from-snapshot"));
+    }
 }

@@ -24,7 +24,10 @@ internal sealed record ConnectionView(long Id, string Peer, string? Export, Date
 internal sealed record KeyStatusView(string EncryptionSet, string Identity, string KeyStore, string Key, string? KeyVersion, string KeyState, string GrantedOperations,
     DateTimeOffset? ReadAt);
 
-internal sealed record CreateDiskRequest(string Name, string Size, int? SectorSize, string? EncryptionSet, string? Description);
+/// <summary>A new disk: empty of <see cref="Size"/>, or a copy of snapshot <see cref="From"/>.</summary>
+internal sealed record CreateDiskRequest(string Name, string? Size, int? SectorSize, string? EncryptionSet, string? Description, string? From = null);
+
+internal sealed record SnapshotRequest(string Name);
 
 internal sealed record MoveDiskRequest(string? EncryptionSet);
 

@@ -36,11 +36,23 @@ internal static class AdminEndpoints
         app.MapPost("/v1/disks", async (HttpRequest http) =>
         {
             var request = await http.ReadFromJsonAsync<CreateDiskRequest>(AdminJson.Options);
-            if (request is null || string.IsNullOrEmpty(request.Name)) return Error("the body must be {\"name\": ..., \"size\": \"10G\"}", 400);
+            if (request is null || string.IsNullOrEmpty(request.Name)) return Error("the body must be {\"name\": ..., \"size\": \"10G\"} or {\"name\": ..., \"from\": SNAPSHOT}", 400);
+            if (request.From is { } from)
+                return await Run(async () => Results.Json(View(await disks.CreateFromSnapshotAsync(request.Name, from, request.EncryptionSet, request.Description ?? ""), server, timers),
+                    AdminJson.Options, statusCode: StatusCodes.Status201Created));
             if (!Units.TryParseSize(request.Size ?? "", out long size)) return Error($"size '{request.Size}' is not a size like \"512M\" or \"10G\"", 400);
             return await Run(async () => Results.Json(View(await disks.CreateAsync(request.Name, size, request.SectorSize ?? 4096, request.EncryptionSet, request.Description ?? ""), server, timers),
                 AdminJson.Options, statusCode: StatusCodes.Status201Created));
         });
+
+        app.MapPost("/v1/disks/{name}/snapshots", async (string name, HttpRequest http) =>
+        {
+            var request = await http.ReadFromJsonAsync<SnapshotRequest>(AdminJson.Options);
+            if (request is null || string.IsNullOrEmpty(request.Name)) return Error("the body must be {\"name\": SNAPSHOT}", 400);
+            return await Run(async () => Results.Json(await disks.SnapshotAsync(name, request.Name), AdminJson.Options, statusCode: StatusCodes.Status201Created));
+        });
+
+        app.MapGet("/v1/snapshots", () => Results.Json(disks.Snapshots, AdminJson.Options));
 
         app.MapPut("/v1/disks/{name}/encryption-set", async (string name, HttpRequest http) =>
         {

@@ -22,14 +22,34 @@ internal static class AdminCommands
         }));
 
         var name = new Argument<string>("NAME") { Description = "The new disk's name (its NBD export name)" };
-        var size = new Option<string>("--size") { Description = "Size, e.g. 10G", Required = true };
+        var size = new Option<string?>("--size") { Description = "Size, e.g. 10G (not with --from)" };
+        var from = new Option<string?>("--from") { Description = "Make the disk from this snapshot (same data; its set unless --encryption-set)" };
         var sectorSize = new Option<int>("--sector-size") { Description = "Encryption unit: 4096 (default) or 512", DefaultValueFactory = _ => 4096 };
         var set = new Option<string?>("--encryption-set") { Description = "Wrap the DEK with this set's key (default: the platform key)" };
         var description = new Option<string?>("--description") { Description = "Shown by nbdinfo --list" };
-        var create = new Command("create", "Create a disk in the running daemon and serve it at once (kept across restarts)") { name, size, sectorSize, set, description };
-        create.SetAction(parse => Call(parse.GetValue(configOption), async client =>
-            Print(await client.SendAsync<DiskView>(HttpMethod.Post, "v1/disks",
-                new CreateDiskRequest(parse.GetValue(name)!, parse.GetValue(size)!, parse.GetValue(sectorSize), parse.GetValue(set), parse.GetValue(description))))));
+        var create = new Command("create", "Create a disk in the running daemon, empty or from a snapshot, and serve it at once (kept across restarts)")
+            { name, size, from, sectorSize, set, description };
+        create.SetAction(parse =>
+        {
+            if (parse.GetValue(size) is null == parse.GetValue(from) is null)
+            {
+                Console.Error.WriteLine("managed-disks: give exactly one of --size SIZE or --from SNAPSHOT");
+                return Task.FromResult(1);
+            }
+            return Call(parse.GetValue(configOption), async client =>
+                Print(await client.SendAsync<DiskView>(HttpMethod.Post, "v1/disks",
+                    new CreateDiskRequest(parse.GetValue(name)!, parse.GetValue(size), parse.GetValue(sectorSize), parse.GetValue(set), parse.GetValue(description), parse.GetValue(from)))));
+        });
+
+        var snapshotDisk = new Argument<string>("NAME") { Description = "The disk to copy" };
+        var snapshotName = new Option<string>("--name") { Description = "The snapshot's name", Required = true };
+        var snapshot = new Command("snapshot", "Take a point-in-time copy of a served disk (sparse; a reflink where the file system has it)") { snapshotDisk, snapshotName };
+        snapshot.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<JsonElement>(HttpMethod.Post, $"v1/disks/{Uri.EscapeDataString(parse.GetValue(snapshotDisk)!)}/snapshots",
+                new SnapshotRequest(parse.GetValue(snapshotName)!)))));
+        var snapshots = new Command("snapshots", "List the snapshots (JSON)");
+        snapshots.SetAction(parse => Call(parse.GetValue(configOption), async client =>
+            Print(await client.SendAsync<JsonElement>(HttpMethod.Get, "v1/snapshots"))));
 
         var moveName = new Argument<string>("NAME") { Description = "The disk to move" };
         var target = new Option<string?>("--encryption-set") { Description = "The set whose key will wrap the DEK" };
@@ -59,6 +79,8 @@ internal static class AdminCommands
 
         disk.Subcommands.Add(list);
         disk.Subcommands.Add(detach);
+        disk.Subcommands.Add(snapshot);
+        disk.Subcommands.Add(snapshots);
         disk.Subcommands.Add(attach);
         disk.Subcommands.Add(create);
         disk.Subcommands.Add(move);

@@ -15,10 +15,18 @@ internal static class DiskShowCommand
     public static async Task<int> RunAsync(string name, string? configPath, bool json)
     {
         if (CommandSettings.Load(configPath) is not { } settings) return 2;
-        var disk = settings.Disks.FirstOrDefault(d => d.Name == name);
+        // Disks created through the admin API count too (STATE_DIR/admin-changes.json).
+        IReadOnlyList<DiskSettings> known;
+        try { known = Hosting.RuntimeChanges.Load(settings).Apply(settings); }
+        catch (ConfigException e)
+        {
+            await Console.Error.WriteLineAsync($"managed-disks: {e.Message}").ConfigureAwait(false);
+            return 2;
+        }
+        var disk = known.FirstOrDefault(d => d.Name == name);
         if (disk is null)
         {
-            await Console.Error.WriteLineAsync($"managed-disks: no disk named '{name}' in {settings.Source}; it declares: {string.Join(", ", settings.Disks.Select(d => d.Name))}").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"managed-disks: no disk named '{name}' in {settings.Source} or created at run time; there are: {string.Join(", ", known.Select(d => d.Name))}").ConfigureAwait(false);
             return 1;
         }
 

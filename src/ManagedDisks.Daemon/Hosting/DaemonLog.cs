@@ -64,4 +64,7 @@ internal static partial class DaemonLog
 
     [LoggerMessage(2021, LogLevel.Information, "Set {Set} follows its key's newest version: {Kind} {Name} re-wrapped from {From} to {To}")]
     public static partial void AutoRotated(ILogger logger, string set, string kind, string name, string from, string to);
+
+    [LoggerMessage(2022, LogLevel.Information, "Snapshot {Snapshot} of disk {Disk} taken ({How})")]
+    public static partial void SnapshotTaken(ILogger logger, string snapshot, string disk, string how);
 }

@@ -257,6 +257,9 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
                 Replace(moved);
                 done.Add(new Rewrapped("disk", disk.Settings.Name, from, moved.Header.KeySlots[0].KeyVersion));
             }
+            foreach (var snapshot in RuntimeChanges.Load(settings).Snapshots.Where(x => x.EncryptionSet == set.Name))
+                if (await opener.RewrapFileAsync(snapshot.Path, snapshot.Name, set).ConfigureAwait(false) is { } versions)
+                    done.Add(new Rewrapped("snapshot", snapshot.Name, versions.From, versions.To));
             return done;
         }
         catch (Exception e) when (e is DiskFormatException or KeyStoreException or BlockDeviceException or ConfigException or ObjectDisposedException)
@@ -268,6 +271,103 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
             _changes.Release();
         }
     }
+
+    /// <summary>
+    /// A point-in-time copy of a served disk, consistent with every write acknowledged before it:
+    /// client I/O is held still (after what runs has finished) while the file is reflinked or
+    /// sparsely copied. It keeps the disk's DEK and set, and is re-wrapped with it on rotation.
+    /// </summary>
+    public async Task<RuntimeChanges.RuntimeSnapshot> SnapshotAsync(string diskName, string snapshotName)
+    {
+        if (!ConfigLoader.IsValidName(snapshotName))
+            throw new AdminException("a snapshot name is 1-64 characters of letters, digits, '.', '_' or '-'");
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var disk = Find(diskName) ?? throw new AdminException($"no disk named '{diskName}' is served", notFound: true);
+            if (RuntimeChanges.Load(settings).Snapshots.Any(x => x.Name == snapshotName))
+                throw new AdminException($"a snapshot named '{snapshotName}' already exists");
+            string path = Path.Combine(settings.StateDir, "snapshots", snapshotName + ".img");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            if (File.Exists(path)) throw new AdminException($"{path} already exists; remove it or choose another name");
+            bool reflink;
+            await using (await disk.Gate.PauseAsync().ConfigureAwait(false))
+            {
+                await disk.Device.FlushAsync().ConfigureAwait(false);
+                try { reflink = SparseCopy.Copy(disk.Settings.Path, path); }
+                catch { File.Delete(path); throw; }
+            }
+            var snapshot = new RuntimeChanges.RuntimeSnapshot(snapshotName, diskName, disk.Settings.EncryptionSet, disk.Device.Size,
+                disk.Header.SectorSize, path, DateTimeOffset.UtcNow, reflink);
+            var changes = RuntimeChanges.Load(settings);
+            changes.Snapshots.Add(snapshot);
+            changes.Save(settings);
+            DaemonLog.SnapshotTaken(logger, snapshotName, diskName, reflink ? "reflink" : "sparse copy");
+            Keys.Audit.AuditLog.Open(settings.AuditLog).Append(new Keys.Audit.AuditRecord("managed-disks", "snapshot", "ok", Disk: diskName,
+                Detail: $"snapshot {snapshotName} ({(reflink ? "reflink" : "sparse copy")}), same DEK and set {disk.Settings.EncryptionSet ?? "(platform key)"}"));
+            return snapshot;
+        }
+        catch (Exception e) when (e is BlockDeviceException or ConfigException or IOException)
+        {
+            throw new AdminException($"snapshot of '{diskName}' failed: {e.Message}");
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Makes a new disk from a snapshot (same DEK, a new identity, the snapshot's set unless told) and serves it.</summary>
+    public async Task<OpenedDisk> CreateFromSnapshotAsync(string name, string snapshotName, string? encryptionSet, string description)
+    {
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var snapshot = RuntimeChanges.Load(settings).Snapshots.FirstOrDefault(x => x.Name == snapshotName)
+                           ?? throw new AdminException($"no snapshot named '{snapshotName}'", notFound: true);
+            if (Known(name)) throw new AdminException($"a disk named '{name}' already exists");
+            if (!ConfigLoader.IsValidName(name))
+                throw new AdminException("a disk name is 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
+            string? set = encryptionSet ?? snapshot.EncryptionSet;
+            if (set is not null && settings.EncryptionSets.All(x => x.Name != set))
+                throw new AdminException($"no encryption set named '{set}'; declare it in disks.toml");
+            string path = DiskPath(name);
+            if (File.Exists(path)) throw new AdminException($"{path} already exists; remove it or choose another name");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            string temporary = path + ".creating";
+            File.Delete(temporary);
+            SparseCopy.Copy(snapshot.Path, temporary);
+            var disk = new DiskSettings(name, snapshot.Size, path, description, false, snapshot.SectorSize, false, set);
+            using var keys = OpenKeys();
+            var opener = new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger);
+            try
+            {
+                await opener.MakeIndependentAsync(temporary, disk).ConfigureAwait(false);
+            }
+            catch
+            {
+                File.Delete(temporary);
+                throw;
+            }
+            File.Move(temporary, path);
+            var opened = await opener.OpenOrCreateAsync(disk).ConfigureAwait(false);
+            Remember(disk);
+            Serve(opened);
+            Keys.Audit.AuditLog.Open(settings.AuditLog).Append(new Keys.Audit.AuditRecord("managed-disks", "disk.create-from-snapshot", "ok", Disk: name,
+                Detail: $"from snapshot {snapshotName} of disk {snapshot.Disk}"));
+            return opened;
+        }
+        catch (Exception e) when (e is DiskFormatException or KeyStoreException or BlockDeviceException or ConfigException or IOException)
+        {
+            throw new AdminException(e.Message);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    public IReadOnlyList<RuntimeChanges.RuntimeSnapshot> Snapshots => RuntimeChanges.Load(settings).Snapshots;
 
     /// <summary>Puts a served disk's new state (a rewritten header) in place, unless it was shut down meanwhile.</summary>
     public void Replace(OpenedDisk disk)

@@ -101,6 +101,23 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
     }
 
     /// <summary>
+    /// Turns a copy of a snapshot into a disk of its own: a new UUID, and its DEK wrapped for the
+    /// new disk's set. The data stays encrypted under the snapshot's DEK, as a cloned cloud disk's does.
+    /// </summary>
+    public async Task MakeIndependentAsync(string path, DiskSettings disk)
+    {
+        await using var file = SparseFile.Open(path);
+        var opened = await DiskContainer.ReadAsync(file, path).ConfigureAwait(false);
+        var slot = opened.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
+                   ?? throw new DiskFormatException($"{path} is wrapped only by keys no configured encryption set uses");
+        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, disk.Name);
+        if (!KeyDigests.Matches(dek, opened.Header.Digest))
+            throw new DiskFormatException($"the key unwrapped for {path} does not match its digest");
+        var header = opened.Header with { Uuid = Guid.NewGuid(), KeySlots = [WrapFor(disk, SetOf(disk), dek)], Created = DateTimeOffset.UtcNow };
+        await DiskContainer.WriteAsync(file, header, opened.Sequence + 1).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Moves a served disk to another encryption set (or back to the platform key): the DEK is
     /// unwrapped with the current slot, wrapped for the new key, and the header rewritten
     /// crash-safely beside the payload, while clients keep doing I/O.

@@ -18,6 +18,19 @@ internal sealed class RuntimeChanges
     /// <summary>Disk name → encryption set ("" for the platform key).</summary>
     [JsonPropertyName("encryption_sets")] public Dictionary<string, string> EncryptionSets { get; set; } = [];
 
+    /// <summary>Point-in-time copies of disks, in STATE_DIR/snapshots.</summary>
+    [JsonPropertyName("snapshots")] public List<RuntimeSnapshot> Snapshots { get; set; } = [];
+
+    public sealed record RuntimeSnapshot(
+        [property: JsonPropertyName("name")] string Name,
+        [property: JsonPropertyName("disk")] string Disk,
+        [property: JsonPropertyName("encryption_set")] string? EncryptionSet,
+        [property: JsonPropertyName("size")] long Size,
+        [property: JsonPropertyName("sector_size")] int SectorSize,
+        [property: JsonPropertyName("path")] string Path,
+        [property: JsonPropertyName("created")] DateTimeOffset Created,
+        [property: JsonPropertyName("reflink")] bool Reflink);
+
     /// <summary>Disks detached by the admin: known, not served until attached again.</summary>
     [JsonPropertyName("detached")] public List<string> Detached { get; set; } = [];
 
