@@ -272,6 +272,23 @@ public class ConfigLoaderTests
     }
 
     [Test]
+    public void LifecycleTimersAndTheRevocationHookAreRead()
+    {
+        var defaults = ConfigLoader.Load("[daemon]\n", "x.toml", "/");
+        Assert.That((defaults.RevokeGrace, defaults.UnreachableGrace, defaults.RotationCheckInterval, defaults.OnKeyRevoked.Count),
+            Is.EqualTo((TimeSpan.FromHours(1), TimeSpan.FromHours(1), TimeSpan.FromHours(1), 0)));
+
+        var set = ConfigLoader.Load("[daemon]\non_key_revoked = [\"/bin/stop-vm\", \"--now\"]\n[timers]\nrevoke_grace = \"90s\"\nrotation_check_interval = \"5m\"\n", "x.toml", "/");
+        Assert.That((set.RevokeGrace, set.UnreachableGrace, set.RotationCheckInterval), Is.EqualTo((TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(90), TimeSpan.FromMinutes(5))),
+            "unreachable_grace follows revoke_grace unless given");
+        Assert.That(set.OnKeyRevoked, Is.EqualTo(new[] { "/bin/stop-vm", "--now" }));
+
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load("[daemon]\non_key_revoked = []\n[timers]\nunreachable_grace = \"0s\"\n", "x.toml", "/"))!;
+        Assert.That(e.Message, Does.Contain("x.toml:2: [daemon] on_key_revoked: give the command as an array")
+            .And.Contain("x.toml:4: [timers] unreachable_grace: '0s' is not a positive duration"));
+    }
+
+    [Test]
     public void TheExampleFileUsesOnlyKnownKeysAndLoads()
     {
         string? folder = AppContext.BaseDirectory;

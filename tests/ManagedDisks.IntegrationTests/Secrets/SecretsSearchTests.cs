@@ -44,7 +44,7 @@ public class SecretsSearchTests
 
         // The platform key is made at the first start. Creating it leaves copies of it in that
         // process's memory (.NET's ExportEncryptedPkcs8PrivateKeyPem does not wipe its buffers; see
-        // docs/reliability/secrets.md), so the run searched here is a later start, as every start but the first is.
+        // docs/RELIABILITY.md, Secrets), so the run searched here is a later start, as every start but the first is.
         await using (var first = await DaemonProcess.StartAsync(["serve", "--config", config], work, state))
             Assert.That(await first.StopAsync(), Is.Zero);
 
