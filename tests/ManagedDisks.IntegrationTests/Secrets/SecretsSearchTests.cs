@@ -4,9 +4,9 @@ namespace ManagedDisks.IntegrationTests.Secrets;
 /// After a run with known keys (the platform key, and a vault key imported from a PEM made here),
 /// tests/reliability/secrets-search.py looks for each disk's DEK, its AES round keys and the
 /// private keys in the backing files, the daemon's log, the audit log, everything else in the
-/// state folder, and the daemon's memory (gcore, and an image of every readable page) taken
-/// after it let go of every disk: found nowhere. Until `disk detach` exists, "let go" is a
-/// graceful stop, and the dumps are taken at its exit_group, after the disks were disposed.
+/// state folder, and the daemon's memory taken after it let go of every disk: found nowhere.
+/// "Let go" is checked twice: every disk detached (`disk detach`) with the daemon still running
+/// (an image of every readable page), and a graceful stop (gcore and an image at its exit_group).
 /// The same search of a memory image taken while the disks are served must find their round
 /// keys (the positive control, or the search would prove nothing) and no private key.
 /// </summary>
@@ -87,6 +87,16 @@ public class SecretsSearchTests
                 Scale.Figure("secrets while served, gcore: " + Summary(inCrashDump));
                 File.Delete(crash);
             }
+
+            // Every disk detached while the daemon keeps running: their DEKs and round keys are wiped.
+            foreach (string disk in new[] { "disk0", "disk1" })
+                await Tool.RunOkAsync("dotnet", Cli, "disk", "detach", disk, "--config", config);
+            string detached = Path.Combine(cores, "detached.mem");
+            await CoreDump.MemoryImageAsync(daemon.ProcessId, detached);
+            var afterDetach = await Tool.RunAsync("python3", [.. searchArguments, detached]);
+            Assert.That(afterDetach.ExitCode, Is.Zero, $"secrets were found in the running daemon after every disk was detached\n{afterDetach}");
+            Scale.Figure("secrets in the running daemon after every disk was detached (every readable page): " + Summary(afterDetach));
+            File.Delete(detached);
 
             // Every disk released: the daemon stops gracefully (flushes, disposes every disk, wipes
             // keys); gcore and a memory image are taken at its exit_group.
