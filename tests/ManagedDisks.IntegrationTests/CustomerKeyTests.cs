@@ -18,22 +18,11 @@ public class CustomerKeyTests
         string work = DaemonProcess.NewWorkDir();
         string state = Path.Combine(work, "state");
         string config = Path.Combine(work, "disks.toml");
-        File.WriteAllText(config, DaemonProcess.Config(state, """
-            [[key_store]]
-            name = "vault1"
-            type = "software"
-
-            [[encryption_set]]
-            name = "des1"
-            key_store = "vault1"
-            key = "kek1"
-
-            """ + disks));
+        File.WriteAllText(config, DaemonProcess.Config(state, ManagedDisksCli.VaultAndSet() + disks));
         return new Setup(work, state, config);
     }
 
-    private static Task<ToolResult> CliAsync(Setup s, params string[] arguments) =>
-        Tool.RunAsync("dotnet", [Cli, .. arguments, "--config", s.Config]);
+    private static Task<ToolResult> CliAsync(Setup s, params string[] arguments) => new ManagedDisksCli(s.Config).RunAsync(arguments);
 
     private static async Task<ToolResult> CliOkAsync(Setup s, params string[] arguments)
     {

@@ -13,7 +13,6 @@ namespace ManagedDisks.IntegrationTests;
 [NonParallelizable]
 public class KeyLifecycleTests
 {
-    private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "managed-disks.dll");
     private static readonly string IoClient = Path.Combine(AppContext.BaseDirectory, "scripts", "lifecycle", "io_until_stopped.py");
 
     private sealed record Setup(string WorkDir, string StateDir, string Config, string Identity);
@@ -31,16 +30,7 @@ public class KeyLifecycleTests
             key_poll_interval = "1s"
             revoke_grace = "{grace}"
 
-            [[key_store]]
-            name = "vault1"
-            type = "software"
-
-            [[encryption_set]]
-            name = "des1"
-            key_store = "vault1"
-            key = "kek1"
-
-            """ + DaemonProcess.Disk("disk1", "16M", "encryption_set = \"des1\""), daemonExtra: $"on_key_revoked = [\"{hook}\"]"));
+            """ + ManagedDisksCli.VaultAndSet() + DaemonProcess.Disk("disk1", "16M", "encryption_set = \"des1\""), daemonExtra: $"on_key_revoked = [\"{hook}\"]"));
         var s = new Setup(work, state, config, "");
         await CliOkAsync(s, "vault", "--store", "vault1", "key", "create", "kek1");
         string identity = JsonDocument.Parse((await CliOkAsync(s, "set", "show", "des1", "--json")).StdOut).RootElement.GetProperty("identity").GetString()!;
@@ -52,12 +42,7 @@ public class KeyLifecycleTests
     private static Task GrantAsync(Setup s) =>
         CliOkAsync(s, "vault", "--store", "vault1", "grant", "--key", "kek1", "--identity", s.Identity, "--ops", "wrapKey,unwrapKey");
 
-    private static async Task<ToolResult> CliOkAsync(Setup s, params string[] arguments)
-    {
-        var result = await Tool.RunAsync("dotnet", [Cli, .. arguments, "--config", s.Config]);
-        Assert.That(result.ExitCode, Is.Zero, $"managed-disks {string.Join(' ', arguments)}:\n{result}");
-        return result;
-    }
+    private static Task<ToolResult> CliOkAsync(Setup s, params string[] arguments) => new ManagedDisksCli(s.Config).OkAsync(arguments);
 
     private static Task<DaemonProcess> StartAsync(Setup s) => DaemonProcess.StartAsync(["serve", "--config", s.Config], s.WorkDir, s.StateDir);
 

@@ -28,17 +28,7 @@ public class SecretsSearchTests
         Directory.CreateDirectory(cores);
         string kek = Path.Combine(work, "kek1.pem");
         await Tool.RunOkAsync("openssl", "genrsa", "-out", kek, "3072");
-        await File.WriteAllTextAsync(config, DaemonProcess.Config(state, """
-            [[key_store]]
-            name = "vault1"
-            type = "software"
-
-            [[encryption_set]]
-            name = "des1"
-            key_store = "vault1"
-            key = "kek1"
-
-            """ + DaemonProcess.Disk("disk0", "32M") + DaemonProcess.Disk("disk1", "32M", "encryption_set = \"des1\"")));
+        await File.WriteAllTextAsync(config, DaemonProcess.Config(state, ManagedDisksCli.VaultAndSet() + DaemonProcess.Disk("disk0", "32M") + DaemonProcess.Disk("disk1", "32M", "encryption_set = \"des1\"")));
         await Tool.RunOkAsync("dotnet", Cli, "vault", "key", "import", "kek1", "--pem", kek, "--config", config);
         await Tool.RunOkAsync("dotnet", Cli, "vault", "grant", "--key", "kek1", "--identity", "encryption-set:des1", "--ops", "wrapKey,unwrapKey", "--config", config);
 
