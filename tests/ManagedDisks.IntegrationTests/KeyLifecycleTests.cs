@@ -17,7 +17,7 @@ public class KeyLifecycleTests
 
     private sealed record Setup(string WorkDir, string StateDir, string Config, string Identity);
 
-    private static async Task<Setup> NewSetupAsync(string grace)
+    private static async Task<Setup> NewSetupAsync(string grace, int? metricsPort = null)
     {
         string work = DaemonProcess.NewWorkDir();
         string state = Path.Combine(work, "state");
@@ -30,7 +30,8 @@ public class KeyLifecycleTests
             key_poll_interval = "1s"
             revoke_grace = "{grace}"
 
-            """ + ManagedDisksCli.VaultAndSet() + DaemonProcess.Disk("disk1", "16M", "encryption_set = \"des1\""), daemonExtra: $"on_key_revoked = [\"{hook}\"]"));
+            """ + ManagedDisksCli.VaultAndSet() + DaemonProcess.Disk("disk1", "16M", "encryption_set = \"des1\""), daemonExtra: $"on_key_revoked = [\"{hook}\"]" +
+            (metricsPort is { } port ? $"\n[metrics]\nlisten = \"http://127.0.0.1:{port}/metrics\"\n" : "")));
         var s = new Setup(work, state, config, "");
         await CliOkAsync(s, "vault", "--store", "vault1", "key", "create", "kek1");
         string identity = JsonDocument.Parse((await CliOkAsync(s, "set", "show", "des1", "--json")).StdOut).RootElement.GetProperty("identity").GetString()!;
@@ -155,12 +156,19 @@ public class KeyLifecycleTests
     [Test]
     public async Task AGrantRestoredBeforeTheDeadlineChangesNothingForClients()
     {
-        var s = await NewSetupAsync("1h");
+        int port = MetricsTests.FreePort();
+        var s = await NewSetupAsync("1h", port);
         await using var daemon = await StartAsync(s);
         await using var client = await BusyClient.StartAsync(daemon, s);
 
         await CliOkAsync(s, "vault", "--store", "vault1", "revoke", "--key", "kek1", "--identity", s.Identity);
         await daemon.WaitForLogAsync(@"Disk disk1: its key is not usable .*may not unwrapKey");
+        using (var http = new HttpClient())
+        {
+            string metrics = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+            Assert.That(MetricsTests.Sample(metrics, "manageddisks_lifecycle_grace_seconds_left", "disk=\"disk1\",kind=\"revoked\""), Is.InRange(1.0, 3600.0));
+            Assert.That(MetricsTests.Sample(metrics, "manageddisks_lifecycle_disks", "state=\"grace\""), Is.EqualTo(1));
+        }
         await GrantAsync(s);
         await daemon.WaitForLogAsync("Disk disk1: its key is usable again; the grace period is over and nothing changes");
 

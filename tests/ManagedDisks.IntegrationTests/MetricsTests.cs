@@ -7,14 +7,14 @@ namespace ManagedDisks.IntegrationTests;
 [NonParallelizable]
 public class MetricsTests
 {
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    private static double Sample(string metrics, string name, string labels)
+    internal static double Sample(string metrics, string name, string labels)
     {
         var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith(name + "{", StringComparison.Ordinal) && labels.Split(',').All(l.Contains));
         Assert.That(line, Is.Not.Null, $"no sample {name}{{{labels}}} in:\n{metrics}");

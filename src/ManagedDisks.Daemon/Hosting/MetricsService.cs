@@ -7,9 +7,10 @@ namespace ManagedDisks.Daemon.Hosting;
 /// <summary>
 /// Serves Prometheus metrics on <c>[metrics] listen</c> with prometheus-net, which also publishes
 /// every System.Diagnostics.Metrics meter: the NBD layer's (requests, bytes, latency, errors,
-/// connections) and the key agent's (key operations by result).
+/// connections), the key agent's (key operations by result) and the key lifecycle's (grace
+/// periods, disks by state).
 /// </summary>
-internal sealed class MetricsService(DaemonSettings settings) : IHostedService
+internal sealed class MetricsService(DaemonSettings settings, Keys.Lifecycle.GraceTimers timers, DiskManager disks) : IHostedService
 {
     private KestrelMetricServer? _server;
 
@@ -20,6 +21,7 @@ internal sealed class MetricsService(DaemonSettings settings) : IHostedService
         // before that are lost. Create our instruments and collect once now, before any client.
         Nbd.NbdInstruments.Publish();
         Keys.Agent.KeyAgent.PublishInstruments();
+        LifecycleMetrics.Publish(timers, disks, TimeProvider.System);
         await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null, cancellationToken).ConfigureAwait(false);
         _server = new KestrelMetricServer(uri.Host, uri.Port, uri.AbsolutePath);
         try
