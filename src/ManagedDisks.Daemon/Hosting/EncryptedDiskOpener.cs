@@ -33,7 +33,9 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
             var slot = header.KeySlots.FirstOrDefault(s => Targets(s, set));
             // A set that does not pin a version follows its key's newest: a rotation the daemon did
             // not finish (or made while it was down) completes here.
-            bool moving = slot is null || (set is { KeyVersion: null } && slot.KeyVersion != agent.LatestVersion(set.KeyStore, set.Key));
+            // (A key that cannot be read now is left to the unwrap below, which says what is wrong.)
+            string? newest = set is { KeyVersion: null } ? agent.TryLatestVersion(set.KeyStore, set.Key) : null;
+            bool moving = slot is null || (newest is not null && slot.KeyVersion != newest);
             slot ??= header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
                      ?? throw new DiskFormatException($"disk {disk.Name} ({disk.Path}) is wrapped only by keys no configured encryption set uses ({string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}); add an [[encryption_set]] for one of them");
 

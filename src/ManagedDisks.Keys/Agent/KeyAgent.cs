@@ -80,11 +80,21 @@ public sealed class KeyAgent(IReadOnlyDictionary<string, IKeyStore> stores, Plat
 
     /// <summary>The version a set that does not pin one should wrap with now: the key's newest.</summary>
     /// <exception cref="KeyStoreException">The store is not configured or does not know the key.</exception>
-    public string LatestVersion(string storeName, string keyName)
+    public string LatestVersion(string storeName, string keyName) =>
+        TryLatestVersion(storeName, keyName) ?? throw new KeyStoreException($"key '{keyName}' in '{storeName}' has no version that can be read now");
+
+    /// <summary>The key's newest version, or null when the store does not know the key or cannot say now.</summary>
+    public string? TryLatestVersion(string storeName, string keyName)
     {
-        if (!stores.TryGetValue(storeName, out var store)) throw new KeyStoreException($"key store '{storeName}' is not configured");
-        var key = store.GetKey(keyName);
-        return key is { LatestVersion.Length: > 0 } ? key.LatestVersion : throw new KeyStoreException($"key '{keyName}' in '{storeName}' has no version that can be read now");
+        if (!stores.TryGetValue(storeName, out var store)) return null;
+        try
+        {
+            return store.GetKey(keyName) is { LatestVersion.Length: > 0 } key ? key.LatestVersion : null;
+        }
+        catch (KeyStoreException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Checks that the key exists, can be used now, and that the identity holds the operation.</summary>
