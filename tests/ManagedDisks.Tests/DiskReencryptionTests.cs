@@ -34,8 +34,11 @@ public class DiskReencryptionTests
         Directory.Delete(_dir, true);
     }
 
-    /// <summary>A process that dies: writes up to the limit reach the file; from then on every call fails.</summary>
-    private sealed class CrashingDevice(IBlockDevice inner, int writesBeforeCrash) : IBlockDevice
+    /// <summary>
+    /// A process that dies: writes up to the limit reach the file; from then on every call fails.
+    /// Transient: only that one write fails (an I/O error the daemon survives).
+    /// </summary>
+    private sealed class CrashingDevice(IBlockDevice inner, int writesBeforeCrash, bool transient = false) : IBlockDevice
     {
         public int Writes { get; private set; }
         public bool Crashed { get; private set; }
@@ -44,8 +47,16 @@ public class DiskReencryptionTests
 
         private void Step(bool write)
         {
-            if (!Crashed && write && Writes == writesBeforeCrash) Crashed = true;
-            if (Crashed) throw new BlockDeviceException(DeviceError.InputOutput, "crashed");
+            if (!Crashed && write && Writes == writesBeforeCrash)
+            {
+                Crashed = true;
+                if (transient)
+                {
+                    Writes++;
+                    throw new BlockDeviceException(DeviceError.InputOutput, "one failed write");
+                }
+            }
+            if (Crashed && !transient) throw new BlockDeviceException(DeviceError.InputOutput, "crashed");
             if (write) Writes++;
         }
 
@@ -211,6 +222,41 @@ public class DiskReencryptionTests
             await AssertHolesStayHolesAsync(path);
             File.Delete(path);
         }
+    }
+
+    [Test]
+    public async Task AFailedWriteMidChunkKeepsTheServedDiskReadableAndTheNextStepFinishesTheChunk()
+    {
+        int failAt;
+        for (failAt = 0; ; failAt++)
+        {
+            var (path, model) = await CreateAsync(4096);
+            CrashingDevice? failing = null;
+            var (disk, opened) = await OpenAsync(path, f => failing = new CrashingDevice(f, failAt, transient: true));
+            var gate = new GatedDevice(disk);
+            var reencryption = disk.Reencryption!;
+            var (header, sequence) = (opened.Header, opened.Sequence);
+            while (!reencryption.IsComplete)
+            {
+                try
+                {
+                    (header, sequence) = await reencryption.ConvertNextChunkAsync(gate, header, sequence);
+                }
+                catch (BlockDeviceException)
+                {
+                    // The daemon keeps the header it had and tries the step again (both copies are rewritten).
+                    await AssertReadsAsync(disk, model, $"served on after write {failAt} failed");
+                }
+            }
+            await AssertReadsAsync(disk, model, $"finished after write {failAt} failed");
+            await gate.DisposeAsync();
+            var (reopened, _) = await OpenAsync(path, f => f);
+            await AssertReadsAsync(reopened, model, $"reopened after write {failAt} failed");
+            await reopened.DisposeAsync();
+            File.Delete(path);
+            if (!failing!.Crashed) break; // the run made fewer writes: every one has failed once
+        }
+        Assert.That(failAt, Is.GreaterThan(2 * (Size / Chunk)), "each chunk writes the header twice and its data");
     }
 
     [Test]

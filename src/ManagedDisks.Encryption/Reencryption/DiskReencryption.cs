@@ -24,6 +24,7 @@ public sealed class DiskReencryption
     private byte[] _recordedHashes; // the chunk a crashed run recorded: finish it from these
     private readonly SemaphoreSlim _step = new(1, 1);
     private bool _stopped;
+    private bool _finished;
 
     private DiskReencryption(EncryptedDisk disk, XtsSectorCipher newCipher, ReencryptionState state)
     {
@@ -63,7 +64,8 @@ public sealed class DiskReencryption
 
     public long Size => _disk.Size;
 
-    public bool IsComplete => Watermark >= Size;
+    /// <summary>Whether the header now names the new DEK alone (the last step wrote it).</summary>
+    public bool IsComplete => Volatile.Read(ref _finished);
 
     /// <summary>
     /// Converts the next chunk with client I/O held at <paramref name="gate"/>; after the last
@@ -107,8 +109,8 @@ public sealed class DiskReencryption
     private async Task<(DiskHeader Header, ulong Sequence)> ConvertChunkAsync(ReencryptionState state, DiskHeader header, ulong sequence,
         CancellationToken cancellationToken)
     {
+        if (_watermark >= Size) return await FinishAsync(state, header, sequence).ConfigureAwait(false);
         int sectorSize = _disk.SectorSize;
-
         long start = _watermark;
         bool resuming = _recordedHashes.Length > 0;
         int length = resuming
@@ -127,25 +129,37 @@ public sealed class DiskReencryption
                 header = header with { Reencryption = state with { Watermark = start, ChunkHashes = hashes } };
                 await DiskContainer.WriteAsync(_disk.Lower, header, ++sequence).ConfigureAwait(false);
             }
-            await ConvertAsync(stored, start, hashes, cancellationToken).ConfigureAwait(false);
-            await _disk.Lower.FlushAsync(cancellationToken).ConfigureAwait(false);
-
+            try
+            {
+                await ConvertAsync(stored, start, hashes, cancellationToken).ConfigureAwait(false);
+                await _disk.Lower.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                // Some sectors may be converted: route by the header's record, as a reader after a crash would, and finish from it next time.
+                _recordedHashes = hashes;
+                _disk.Route(new SectorRouting(_disk.Cipher, _newCipher, start / sectorSize, hashes));
+                throw;
+            }
             Interlocked.Exchange(ref _watermark, start + length);
             _recordedHashes = [];
-            if (!IsComplete)
-            {
-                _disk.Route(new SectorRouting(_disk.Cipher, _newCipher, (start + length) / sectorSize, []));
-                return (header, sequence);
-            }
-            header = header with { Digest = state.Digest, KeySlots = state.KeySlots, Reencryption = null };
-            await DiskContainer.WriteAsync(_disk.Lower, header, ++sequence).ConfigureAwait(false);
-            _disk.FinishReencryption();
-            return (header, sequence);
+            _disk.Route(new SectorRouting(_disk.Cipher, _newCipher, (start + length) / sectorSize, []));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer, clearArray: true); // it held plaintext
         }
+        return _watermark >= Size ? await FinishAsync(state, header, sequence).ConfigureAwait(false) : (header, sequence);
+    }
+
+    /// <summary>Every sector is under the new DEK: the header names only it, and the old DEK is wiped.</summary>
+    private async Task<(DiskHeader Header, ulong Sequence)> FinishAsync(ReencryptionState state, DiskHeader header, ulong sequence)
+    {
+        header = header with { Digest = state.Digest, KeySlots = state.KeySlots, Reencryption = null };
+        await DiskContainer.WriteAsync(_disk.Lower, header, ++sequence).ConfigureAwait(false);
+        _disk.FinishReencryption();
+        _finished = true;
+        return (header, sequence);
     }
 
     /// <summary>
