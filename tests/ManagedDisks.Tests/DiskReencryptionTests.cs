@@ -199,6 +199,7 @@ public class DiskReencryptionTests
         await probe.DisposeAsync();
         int writes = counter!.Writes;
         Assert.That(writes, Is.GreaterThan(3 * (Size / Chunk)), "each chunk writes the header twice and its data");
+        TestContext.Out.WriteLine($"{writes + 1} crash points, {sectorSize}-byte sectors");
 
         for (int crashAt = 0; crashAt <= writes; crashAt++)
         {
