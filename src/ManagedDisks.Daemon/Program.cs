@@ -16,6 +16,7 @@ var diskShow = new Command("show", "Print a disk's metadata from its header; wor
 diskShow.SetAction(parse => DiskShowCommand.RunAsync(parse.GetValue(diskName)!, parse.GetValue(configOption), parse.GetValue(jsonOption)));
 var disk = new Command("disk", "Inspect and manage disks") { diskShow };
 AdminCommands.AddDiskCommands(disk, configOption);
+disk.Subcommands.Add(RekeyCommand.Build(configOption));
 
 var root = new RootCommand("managed-disks: encrypted virtual disks served over NBD")
 {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using ManagedDisks.BlockDevices;
+using ManagedDisks.Encryption.Reencryption;
 
 namespace ManagedDisks.Encryption;
 
@@ -9,13 +10,16 @@ namespace ManagedDisks.Encryption;
 /// A stored sector of all zero bytes is a hole and reads as plaintext zeros (real ciphertext is
 /// never all zeros), which keeps TRIM, zeroing and block status honest and sparse.
 /// Requests need only 512-byte alignment; partial sectors are read-modify-written under a lock.
+/// While the disk is re-encrypted, a <see cref="SectorRouting"/> picks the old or new DEK per
+/// sector; without one, every sector uses the one cipher (the hot path is a null check).
 /// </summary>
 public sealed class EncryptedDisk : IBlockDevice
 {
     private const int MaxPayload = 32 * 1024 * 1024;
 
     private readonly IBlockDevice _lower;
-    private readonly XtsSectorCipher _cipher;
+    private XtsSectorCipher _cipher;
+    private volatile SectorRouting? _routing; // replaced only while client I/O is paused
     private readonly long _payloadOffset;
     private readonly int _sectorSize;
     private readonly bool _detectZeroes;
@@ -42,6 +46,27 @@ public sealed class EncryptedDisk : IBlockDevice
 
     public BlockDeviceCapabilities Capabilities { get; }
     public long Size { get; }
+
+    /// <summary>The re-encryption of this disk to a new DEK, while one is in progress.</summary>
+    public DiskReencryption? Reencryption { get; internal set; }
+
+    internal IBlockDevice Lower => _lower;
+    internal long PayloadOffset => _payloadOffset;
+    internal int SectorSize => _sectorSize;
+    internal XtsSectorCipher Cipher => _cipher;
+
+    /// <summary>Routes sectors between the old and the new DEK; call only while no request runs.</summary>
+    internal void Route(SectorRouting routing) => _routing = routing;
+
+    /// <summary>Makes the new DEK the only one and wipes the old; call only while no request runs.</summary>
+    internal void FinishReencryption()
+    {
+        var routing = _routing ?? throw new InvalidOperationException("no re-encryption is in progress");
+        _cipher = routing.New;
+        _routing = null;
+        Reencryption = null;
+        routing.Old.Dispose();
+    }
 
     private long AlignDown(long value) => value / _sectorSize * _sectorSize;
     private long AlignUp(long value) => (value + _sectorSize - 1) / _sectorSize * _sectorSize;
@@ -80,8 +105,20 @@ public sealed class EncryptedDisk : IBlockDevice
             int runStart = i;
             while (i < sectors && !IsZeroSector(data, i)) i++;
             var run = data.Slice(runStart * _sectorSize, (i - runStart) * _sectorSize);
-            _cipher.Decrypt(run, run, (ulong)(offset / _sectorSize + runStart), _sectorSize);
+            DecryptRun(run, offset / _sectorSize + runStart);
         }
+    }
+
+    private void DecryptRun(Span<byte> run, long firstSector)
+    {
+        if (_routing is { } routing) routing.Decrypt(run, firstSector, _sectorSize);
+        else _cipher.Decrypt(run, run, (ulong)firstSector, _sectorSize);
+    }
+
+    private void EncryptRun(Span<byte> run, long firstSector)
+    {
+        if (_routing is { } routing) routing.Encrypt(run, firstSector, _sectorSize);
+        else _cipher.Encrypt(run, run, (ulong)firstSector, _sectorSize);
     }
 
     private bool IsZeroSector(ReadOnlySpan<byte> data, int sector) =>
@@ -115,7 +152,7 @@ public sealed class EncryptedDisk : IBlockDevice
     {
         if (!_detectZeroes)
         {
-            _cipher.Encrypt(plain.Span, plain.Span, (ulong)(start / _sectorSize), _sectorSize);
+            EncryptRun(plain.Span, start / _sectorSize);
             await _lower.WriteAsync(_payloadOffset + start, plain, options, cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -134,7 +171,7 @@ public sealed class EncryptedDisk : IBlockDevice
             }
             else
             {
-                _cipher.Encrypt(run.Span, run.Span, (ulong)(runOffset / _sectorSize), _sectorSize);
+                EncryptRun(run.Span, runOffset / _sectorSize);
                 await _lower.WriteAsync(_payloadOffset + runOffset, run, options, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -184,6 +221,8 @@ public sealed class EncryptedDisk : IBlockDevice
 
     public async ValueTask DisposeAsync()
     {
+        if (Reencryption is { } reencryption) await reencryption.StopAsync().ConfigureAwait(false);
+        _routing?.New.Dispose();
         _cipher.Dispose();
         await _lower.DisposeAsync().ConfigureAwait(false);
     }

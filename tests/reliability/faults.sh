@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long run of the fault and secrets tests (issue #8): the same tests CI runs, scaled up
 # through their environment variables, printing the figures recorded in
-# docs/reliability/faults.md and docs/RELIABILITY.md, Secrets. Needs root (tmpfs mount, FUSE, gdb)
+# docs/RELIABILITY.md (Faults, Secrets). Needs root (tmpfs mount, FUSE, gdb)
 # and the packages test.sh installs. Override any scale from the environment, e.g.
 #   FAULTS_EIO_TRIALS=500 tests/reliability/faults.sh
 set -euo pipefail

@@ -14,7 +14,8 @@ namespace ManagedDisks.Daemon.Admin;
 /// Serves the admin API with Kestrel on <c>[daemon] admin_socket</c>, a Unix socket only its
 /// owner can use (mode 0600): the file's permissions are the access control.
 /// </summary>
-internal sealed partial class AdminApiService(DaemonSettings settings, DiskManager disks, NbdServer server, Keys.Lifecycle.GraceTimers timers, KeyStatusBoard board, ILoggerFactory loggers) : IHostedService
+internal sealed partial class AdminApiService(DaemonSettings settings, DiskManager disks, NbdServer server, Keys.Lifecycle.GraceTimers timers, KeyStatusBoard board,
+    ILoggerFactory loggers, Hosting.Rekey.RekeyJobs rekeys) : IHostedService
 {
     private WebApplication? _app;
 
@@ -34,6 +35,7 @@ internal sealed partial class AdminApiService(DaemonSettings settings, DiskManag
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenUnixSocket(socket));
         _app = builder.Build();
         AdminEndpoints.Map(_app, settings, disks, server, timers, board);
+        RekeyEndpoints.Map(_app, disks, rekeys);
 
         // The socket must never exist with looser permissions, not even for a moment.
         uint previous = Umask(0b000_111_111);

@@ -131,9 +131,9 @@ internal static class AdminCommands
         return command;
     }
 
-    private static void Print<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, AdminJson.Options));
+    internal static void Print<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, AdminJson.Options));
 
-    private static async Task<int> Call(string? configPath, Func<AdminClient, Task> action)
+    internal static async Task<int> Call(string? configPath, Func<AdminClient, Task> action)
     {
         if (CommandSettings.Load(configPath) is not { } settings) return 2;
         using var client = new AdminClient(settings.AdminSocket);

@@ -48,7 +48,7 @@ internal static class DiskShowCommand
     private static JsonObject Describe(DiskSettings disk, OpenedHeader opened)
     {
         var h = opened.Header;
-        return new JsonObject
+        var document = new JsonObject
         {
             ["name"] = disk.Name,
             ["backing_file"] = disk.Path,
@@ -77,6 +77,28 @@ internal static class DiskShowCommand
                 ["created"] = s.Created.ToString("O"),
             }).ToArray()),
         };
+        if (h.Reencryption is { } r)
+        {
+            // Only while a re-key is in progress: how far it got, and the slot of the DEK it moves to.
+            document["reencryption"] = new JsonObject
+            {
+                ["watermark"] = r.Watermark,
+                ["percent"] = Math.Round(100.0 * r.Watermark / h.LogicalSize, 2),
+                ["chunk_size"] = r.ChunkSize,
+                ["chunk_sectors_in_progress"] = r.ChunkSectors,
+                ["started"] = r.Started.ToString("O"),
+                ["key_slots"] = new JsonArray(r.KeySlots.Select(s => (JsonNode)new JsonObject
+                {
+                    ["key_store"] = s.KeyStore,
+                    ["key_name"] = s.KeyName,
+                    ["key_version"] = s.KeyVersion,
+                    ["wrap_algorithm"] = s.WrapAlgorithm,
+                    ["wrapped_dek"] = Convert.ToBase64String(s.WrappedDek),
+                    ["created"] = s.Created.ToString("O"),
+                }).ToArray()),
+            };
+        }
+        return document;
     }
 
     private static string AsText(JsonObject d)
@@ -97,6 +119,8 @@ internal static class DiskShowCommand
             lines.Add($"  copy {copy!["copy"]} at {copy["offset"]}: {((bool)copy["valid"]! ? "valid" : $"INVALID ({copy["problem"]})")}");
         foreach (var slot in d["key_slots"]!.AsArray())
             lines.Add($"key slot        {slot!["key_store"]}/{slot["key_name"]} version {slot["key_version"]}, {slot["wrap_algorithm"]}, created {slot["created"]}");
+        if (d["reencryption"] is JsonObject r)
+            lines.Add($"re-key          {r["percent"]}% done (watermark {r["watermark"]}), started {r["started"]}; resumes when the daemon serves the disk");
         return string.Join('\n', lines);
     }
 }

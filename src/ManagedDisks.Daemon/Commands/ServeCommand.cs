@@ -85,6 +85,9 @@ internal static partial class ServeCommand
         builder.Services.AddHostedService<Admin.AdminApiService>();
         builder.Services.AddHostedService<KeyLifecycleService>();
         builder.Services.AddHostedService<RotationService>();
+        // Last, so it stops first: re-keys finish their chunk before the disks close.
+        builder.Services.AddSingleton<Hosting.Rekey.RekeyJobs>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Hosting.Rekey.RekeyJobs>());
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Server.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         using var host = builder.Build();

@@ -63,6 +63,9 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
     /// <summary>Raised when a disk that had been shut down for its key is served again.</summary>
     public event Action<OpenedDisk>? Reopened;
 
+    /// <summary>Raised whenever a disk starts being served (at start, created, attached, reopened).</summary>
+    public event Action<OpenedDisk>? Served;
+
     /// <summary>Opens every configured disk; one that fails is logged and skipped.</summary>
     public async Task<int> OpenAllAsync()
     {
@@ -214,6 +217,7 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
                 set = settings.EncryptionSets.FirstOrDefault(s => s.Name == encryptionSet)
                       ?? throw new AdminException($"no encryption set named '{encryptionSet}'; declare it in disks.toml");
             if (disk.Settings.ReadOnly) throw new AdminException($"disk '{name}' is read-only; its header cannot be rewritten");
+            if (disk.Header.Reencryption is not null) throw new AdminException($"disk '{name}' is being re-keyed; move it once `managed-disks disk rekey {name}` has finished");
 
             using var keys = OpenKeys();
             var moved = await new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger).RewrapAsync(disk, set).ConfigureAwait(false);
@@ -478,6 +482,20 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         }
     }
 
+    /// <summary>Runs <paramref name="work"/> serialised with every other change (one re-key step, say), without opening the key stores.</summary>
+    public async Task RunSerializedAsync(Func<Task> work)
+    {
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await work().ConfigureAwait(false);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
     private void Serve(OpenedDisk disk)
     {
         lock (_gate)
@@ -487,6 +505,7 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         }
         registry.Add(new NbdExport(disk.Settings.Name, disk.Settings.Description, disk.Gate));
         DaemonLog.DiskOpened(logger, disk.Settings.Name, Units.FormatSize(disk.Device.Size), disk.Settings.Path);
+        Served?.Invoke(disk);
     }
 
     private async Task CloseAsync(OpenedDisk disk)

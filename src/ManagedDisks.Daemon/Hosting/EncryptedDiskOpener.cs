@@ -13,7 +13,7 @@ namespace ManagedDisks.Daemon.Hosting;
 /// Creates and opens encrypted disks: header, key slot, digest check, header repair, and the
 /// encrypting filter over the sparse backing file.
 /// </summary>
-internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<EncryptionSetSettings> sets, ILogger logger)
+internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<EncryptionSetSettings> sets, ILogger logger)
 {
     public async Task<OpenedDisk> OpenOrCreateAsync(DiskSettings disk)
     {
@@ -65,6 +65,7 @@ internal sealed class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<Encrypti
             }
             if (header.LogicalSize != disk.Size) DaemonLog.SizeMismatch(logger, disk.Name, disk.Size, disk.Path, header.LogicalSize);
             var device = new EncryptedDisk(file, cipher, header.PayloadOffset, header.LogicalSize, header.SectorSize, disk.DetectZeroes);
+            if (header.Reencryption is not null) AttachReencryption(disk, header, device);
             return new OpenedDisk(disk, file, device, new GatedDevice(device), header, opened.Sequence);
         }
         catch

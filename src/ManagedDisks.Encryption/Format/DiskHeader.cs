@@ -16,6 +16,11 @@ public sealed record DiskHeader
     [JsonPropertyName("digest")] public required KeyDigest Digest { get; init; }
     [JsonPropertyName("key_slots")] public required IReadOnlyList<KeySlot> KeySlots { get; init; }
     [JsonPropertyName("created")] public required DateTimeOffset Created { get; init; }
+
+    /// <summary>Present only while the data is being moved to a new DEK; absent, the JSON is as before.</summary>
+    [JsonPropertyName("reencryption")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReencryptionState? Reencryption { get; init; }
 }
 
 /// <summary>One wrapping of the DEK by a key-encryption key. The wrapped DEK is not secret.</summary>

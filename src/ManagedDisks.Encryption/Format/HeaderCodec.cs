@@ -86,6 +86,15 @@ public static class HeaderCodec
         if (h.PayloadOffset < 2 * CopyArea || h.PayloadOffset % (1 << 20) != 0) return $"payload offset {h.PayloadOffset} is not a multiple of 1 MiB after the headers";
         if (h.LogicalSize <= 0 || h.LogicalSize % h.SectorSize != 0) return $"logical size {h.LogicalSize} is not a positive multiple of the sector size";
         if (h.KeySlots.Count == 0) return "no key slot";
+        if (h.Reencryption is { } r)
+        {
+            if (r.KeySlots.Count == 0) return "re-encryption without a key slot for the new key";
+            if (r.ChunkSize <= 0 || r.ChunkSize % h.SectorSize != 0) return $"re-encryption chunk size {r.ChunkSize} is not a positive multiple of the sector size";
+            if (r.ChunkHashes.Length % ReencryptionState.HashLength != 0) return "re-encryption chunk hashes are not whole 16-byte hashes";
+            long chunkEnd = r.Watermark + (long)r.ChunkSectors * h.SectorSize;
+            if (r.Watermark < 0 || r.Watermark % h.SectorSize != 0 || chunkEnd > h.LogicalSize)
+                return $"re-encryption watermark {r.Watermark} (+{r.ChunkSectors} sectors in progress) is not a sector boundary inside the disk";
+        }
         return null;
     }
 }
