@@ -67,15 +67,7 @@ internal static class DiskShowCommand
                 ["valid"] = problem is null,
                 ["problem"] = problem,
             }).ToArray()),
-            ["key_slots"] = new JsonArray(h.KeySlots.Select(s => (JsonNode)new JsonObject
-            {
-                ["key_store"] = s.KeyStore,
-                ["key_name"] = s.KeyName,
-                ["key_version"] = s.KeyVersion,
-                ["wrap_algorithm"] = s.WrapAlgorithm,
-                ["wrapped_dek"] = Convert.ToBase64String(s.WrappedDek),
-                ["created"] = s.Created.ToString("O"),
-            }).ToArray()),
+            ["key_slots"] = Slots(h.KeySlots),
         };
         if (h.Reencryption is { } r)
         {
@@ -87,19 +79,21 @@ internal static class DiskShowCommand
                 ["chunk_size"] = r.ChunkSize,
                 ["chunk_sectors_in_progress"] = r.ChunkSectors,
                 ["started"] = r.Started.ToString("O"),
-                ["key_slots"] = new JsonArray(r.KeySlots.Select(s => (JsonNode)new JsonObject
-                {
-                    ["key_store"] = s.KeyStore,
-                    ["key_name"] = s.KeyName,
-                    ["key_version"] = s.KeyVersion,
-                    ["wrap_algorithm"] = s.WrapAlgorithm,
-                    ["wrapped_dek"] = Convert.ToBase64String(s.WrappedDek),
-                    ["created"] = s.Created.ToString("O"),
-                }).ToArray()),
+                ["key_slots"] = Slots(r.KeySlots),
             };
         }
         return document;
     }
+
+    private static JsonArray Slots(IEnumerable<KeySlot> slots) => new(slots.Select(s => (JsonNode)new JsonObject
+    {
+        ["key_store"] = s.KeyStore,
+        ["key_name"] = s.KeyName,
+        ["key_version"] = s.KeyVersion,
+        ["wrap_algorithm"] = s.WrapAlgorithm,
+        ["wrapped_dek"] = Convert.ToBase64String(s.WrappedDek),
+        ["created"] = s.Created.ToString("O"),
+    }).ToArray());
 
     private static string AsText(JsonObject d)
     {
