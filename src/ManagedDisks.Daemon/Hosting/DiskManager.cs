@@ -160,15 +160,9 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         await _changes.WaitAsync().ConfigureAwait(false);
         try
         {
-            if (Known(name)) throw new AdminException($"a disk named '{name}' already exists");
-            if (encryptionSet is not null && settings.EncryptionSets.All(s => s.Name != encryptionSet))
-                throw new AdminException($"no encryption set named '{encryptionSet}'; declare it in disks.toml");
-            if (!ConfigLoader.IsValidName(name))
-                throw new AdminException("a disk name is 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
+            string path = NewDiskPath(name, encryptionSet);
             if (size <= 0 || size % 4096 != 0) throw new AdminException($"size {size} is not a positive multiple of 4096 bytes");
             if (sectorSize is not (512 or 4096)) throw new AdminException($"sector size must be 512 or 4096, not {sectorSize}");
-            string path = DiskPath(name);
-            if (File.Exists(path)) throw new AdminException($"{path} already exists; remove it or choose another name");
             var disk = new DiskSettings(name, size, path, description, false, sectorSize, false, encryptionSet);
 
             using var keys = OpenKeys();
@@ -187,7 +181,18 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         }
     }
 
-    private string DiskPath(string name) => Path.Combine(settings.StateDir, "disks", name + ".img");
+    /// <summary>Checks a new disk's name and set; returns where its backing file goes.</summary>
+    private string NewDiskPath(string name, string? encryptionSet)
+    {
+        if (Known(name)) throw new AdminException($"a disk named '{name}' already exists");
+        if (encryptionSet is not null && settings.EncryptionSets.All(s => s.Name != encryptionSet))
+            throw new AdminException($"no encryption set named '{encryptionSet}'; declare it in disks.toml");
+        if (!ConfigLoader.IsValidName(name))
+            throw new AdminException("a disk name is 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
+        string path = Path.Combine(settings.StateDir, "disks", name + ".img");
+        if (File.Exists(path)) throw new AdminException($"{path} already exists; remove it or choose another name");
+        return path;
+    }
 
     private bool Known(string name)
     {
@@ -329,14 +334,8 @@ internal sealed class DiskManager(DaemonSettings settings, DiskRegistry registry
         {
             var snapshot = RuntimeChanges.Load(settings).Snapshots.FirstOrDefault(x => x.Name == snapshotName)
                            ?? throw new AdminException($"no snapshot named '{snapshotName}'", notFound: true);
-            if (Known(name)) throw new AdminException($"a disk named '{name}' already exists");
-            if (!ConfigLoader.IsValidName(name))
-                throw new AdminException("a disk name is 1-64 characters of letters, digits, '.', '_' or '-' (it is the NBD export name)");
             string? set = encryptionSet ?? snapshot.EncryptionSet;
-            if (set is not null && settings.EncryptionSets.All(x => x.Name != set))
-                throw new AdminException($"no encryption set named '{set}'; declare it in disks.toml");
-            string path = DiskPath(name);
-            if (File.Exists(path)) throw new AdminException($"{path} already exists; remove it or choose another name");
+            string path = NewDiskPath(name, set);
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             string temporary = path + ".creating";
             File.Delete(temporary);

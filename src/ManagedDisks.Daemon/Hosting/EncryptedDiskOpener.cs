@@ -36,14 +36,11 @@ internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<
             // (A key that cannot be read now is left to the unwrap below, which says what is wrong.)
             string? newest = set is { KeyVersion: null } ? agent.TryLatestVersion(set.KeyStore, set.Key) : null;
             bool moving = slot is null || (newest is not null && slot.KeyVersion != newest);
-            slot ??= header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
-                     ?? throw new DiskFormatException($"disk {disk.Name} ({disk.Path}) is wrapped only by keys no configured encryption set uses ({string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}); add an [[encryption_set]] for one of them");
-
             XtsSectorCipher cipher;
-            using (var dek = agent.Unwrap(IdentityFor(slot)!, slot, disk.Name))
+            var (usedSlot, unwrapped) = UnwrapChecked(header, disk.Name, disk.Path, slot);
+            slot = usedSlot;
+            using (var dek = unwrapped)
             {
-                if (!KeyDigests.Matches(dek, header.Digest))
-                    throw new DiskFormatException($"the key unwrapped for {disk.Path} does not match the disk's digest: it is the wrong key for this disk; restore the key store that belongs to it");
                 cipher = new XtsSectorCipher(dek);
                 if (moving && !disk.ReadOnly)
                 {
@@ -75,6 +72,20 @@ internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<
         }
     }
 
+    /// <summary>
+    /// Unwraps a header's DEK with <paramref name="preferred"/>, or else the first slot whose key a
+    /// configured set (or the platform) uses, and checks it against the header's digest.
+    /// </summary>
+    private (KeySlot Slot, DataEncryptionKey Dek) UnwrapChecked(DiskHeader header, string disk, string path, KeySlot? preferred = null)
+    {
+        var slot = preferred ?? header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
+                   ?? throw new DiskFormatException($"disk {disk} ({path}) is wrapped only by keys no configured encryption set uses ({string.Join(", ", header.KeySlots.Select(s => $"{s.KeyStore}/{s.KeyName}"))}); add an [[encryption_set]] for one of them");
+        var dek = agent.Unwrap(IdentityFor(slot)!, slot, disk);
+        if (KeyDigests.Matches(dek, header.Digest)) return (slot, dek);
+        dek.Dispose();
+        throw new DiskFormatException($"the key unwrapped for {path} does not match the disk's digest: it is the wrong key for this disk; restore the key store that belongs to it");
+    }
+
     /// <summary>Whether a served disk's DEK is wrapped with the version its set should use now.</summary>
     public bool WrappedAsItShouldBe(OpenedDisk disk, EncryptionSetSettings set)
     {
@@ -90,13 +101,10 @@ internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<
     {
         await using var file = SparseFile.Open(path);
         var opened = await DiskContainer.ReadAsync(file, path).ConfigureAwait(false);
-        var slot = opened.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
-                   ?? throw new DiskFormatException($"{path} is wrapped only by keys no configured encryption set uses");
         string target = set.KeyVersion ?? agent.LatestVersion(set.KeyStore, set.Key);
-        if (Targets(slot, set) && slot.KeyVersion == target) return null;
-        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, name);
-        if (!KeyDigests.Matches(dek, opened.Header.Digest))
-            throw new DiskFormatException($"the key unwrapped for {path} does not match its digest");
+        if (opened.Header.KeySlots.Any(s => Targets(s, set) && s.KeyVersion == target)) return null;
+        var (slot, unwrapped) = UnwrapChecked(opened.Header, name, path);
+        using var dek = unwrapped;
         var newSlot = agent.Wrap(set.Identity, set.KeyStore, set.Key, set.KeyVersion, dek, name);
         await DiskContainer.WriteAsync(file, opened.Header with { KeySlots = [newSlot] }, opened.Sequence + 1).ConfigureAwait(false);
         DaemonLog.DiskRewrapped(logger, name, $"{slot.KeyStore}/{slot.KeyName}/{slot.KeyVersion}", $"{newSlot.KeyStore}/{newSlot.KeyName}/{newSlot.KeyVersion}");
@@ -111,11 +119,7 @@ internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<
     {
         await using var file = SparseFile.Open(path);
         var opened = await DiskContainer.ReadAsync(file, path).ConfigureAwait(false);
-        var slot = opened.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
-                   ?? throw new DiskFormatException($"{path} is wrapped only by keys no configured encryption set uses");
-        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, disk.Name);
-        if (!KeyDigests.Matches(dek, opened.Header.Digest))
-            throw new DiskFormatException($"the key unwrapped for {path} does not match its digest");
+        using var dek = UnwrapChecked(opened.Header, disk.Name, path).Dek;
         var header = opened.Header with { Uuid = Guid.NewGuid(), KeySlots = [WrapFor(disk, SetOf(disk), dek)], Created = DateTimeOffset.UtcNow };
         await DiskContainer.WriteAsync(file, header, opened.Sequence + 1).ConfigureAwait(false);
     }
@@ -127,12 +131,9 @@ internal sealed partial class EncryptedDiskOpener(KeyAgent agent, IReadOnlyList<
     /// </summary>
     public async Task<OpenedDisk> RewrapAsync(OpenedDisk disk, EncryptionSetSettings? newSet)
     {
-        var slot = disk.Header.KeySlots.FirstOrDefault(s => IdentityFor(s) is not null)
-                   ?? throw new DiskFormatException($"disk {disk.Settings.Name} is wrapped only by keys no configured encryption set uses");
         var settings = disk.Settings with { EncryptionSet = newSet?.Name };
-        using var dek = agent.Unwrap(IdentityFor(slot)!, slot, settings.Name);
-        if (!KeyDigests.Matches(dek, disk.Header.Digest))
-            throw new DiskFormatException($"the key unwrapped for {settings.Path} does not match the disk's digest");
+        var (slot, unwrapped) = UnwrapChecked(disk.Header, settings.Name, settings.Path);
+        using var dek = unwrapped;
         var newSlot = WrapFor(settings, newSet, dek);
         var header = disk.Header with { KeySlots = [newSlot] };
         await DiskContainer.WriteAsync(disk.File, header, disk.Sequence + 1).ConfigureAwait(false);

@@ -77,12 +77,14 @@ internal sealed class KeyLifecycleService(DaemonSettings settings, DiskManager d
 
     private IReadOnlyList<(OpenedDisk, KeyAccess)> CheckServedDisks()
     {
-        foreach (var set in settings.EncryptionSets) board.Record(set.Name, SetKeyStatus.Read(settings, set), DateTimeOffset.UtcNow);
         var served = disks.Disks;
-        if (served.Count == 0) return [];
         try
         {
             using var keys = KeySession.OpenAvailable(settings, out var failures);
+            // Every set's key state for status, read from the stores this check opened anyway.
+            foreach (var set in settings.EncryptionSets)
+                board.Record(set.Name, keys.Store(set.KeyStore) is { } store ? SetKeyStatus.From(store, set) : SetKeyStatus.Unreachable(failures[set.KeyStore]),
+                    DateTimeOffset.UtcNow);
             var opener = new EncryptedDiskOpener(keys.Agent, settings.EncryptionSets, logger);
             return served.Select(d => (d, failures.TryGetValue(d.Header.KeySlots[0].KeyStore, out string? failure)
                 ? new KeyAccess(KeyUsability.Unreachable, $"disk {d.Settings.Name}: key store '{d.Header.KeySlots[0].KeyStore}' cannot be opened: {failure}")
@@ -90,6 +92,7 @@ internal sealed class KeyLifecycleService(DaemonSettings settings, DiskManager d
         }
         catch (KeyStoreException e)
         {
+            foreach (var set in settings.EncryptionSets) board.Record(set.Name, SetKeyStatus.Unreachable(e.Message), DateTimeOffset.UtcNow);
             return Unreachable(e.Message);
         }
     }

@@ -22,6 +22,9 @@ internal sealed class KeySession : IDisposable
     }
 
     public KeyAgent Agent { get; }
+
+    /// <summary>An open store by name, or null if it is not configured or did not open.</summary>
+    public IKeyStore? Store(string name) => _stores.GetValueOrDefault(name);
     public string PlatformKeyVersion => _platform.KeyVersion;
 
     /// <exception cref="KeyStoreException">A store cannot be opened.</exception>

@@ -18,13 +18,28 @@ internal sealed record SetKeyStatus(KeyState? State, string? LatestVersion, KeyO
         try
         {
             using var store = KeyStoreFactory.Open(settings.KeyStores.First(k => k.Name == set.KeyStore));
+            return From(store, set);
+        }
+        catch (KeyStoreException e)
+        {
+            return Unreachable(e.Message);
+        }
+    }
+
+    /// <summary>Reads the set's key from a store that is already open.</summary>
+    public static SetKeyStatus From(IKeyStore store, EncryptionSetSettings set)
+    {
+        try
+        {
             var key = store.GetKey(set.Key);
             var granted = key is not null && key.Grants.TryGetValue(set.Identity, out var ops) ? ops : KeyOperations.None;
             return new SetKeyStatus(key?.State ?? KeyState.NotFound, key?.LatestVersion, granted, store.AdminCommand, null);
         }
         catch (KeyStoreException e)
         {
-            return new SetKeyStatus(null, null, KeyOperations.None, "vault", e.Message);
+            return Unreachable(e.Message);
         }
     }
+
+    public static SetKeyStatus Unreachable(string error) => new(null, null, KeyOperations.None, "vault", error);
 }
